@@ -1,0 +1,149 @@
+"""Retain and forget subsets of a COCO-style dataset for one task.
+
+* retain images: images with at least one object of a retained class;
+  their annotations keep only retained classes, so objects of forgotten
+  classes (this task's and earlier ones') become background;
+* forget images: images with at least one object of this task's forget
+  classes; their annotations keep only those classes.
+
+Each subset is then sampled (a ratio of its images, or K images per class)
+with a fixed seed. Labels keep the detector's original class indices: the
+dataset's ``metainfo.classes`` stays the full list (setting it to a subset
+would renumber labels). Every sample carries ``forget_role`` ('retain' or
+'forget'), which ``PackDetInputs`` puts into the sample's metainfo when
+listed in its ``meta_keys`` and the detector's loss splits the batch by.
+"""
+from typing import List, Optional, Sequence
+
+import numpy as np
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+
+ROLES = ('retain', 'forget')
+
+
+def restrict_instances(data_list: List[dict],
+                       keep_labels: Sequence[int]) -> List[dict]:
+    """Keep only instances whose label is in ``keep_labels``; drop images
+    left without any non-ignored instance."""
+    keep = set(int(k) for k in keep_labels)
+    out = []
+    for info in data_list:
+        instances = [ins for ins in info['instances']
+                     if ins['bbox_label'] in keep]
+        if any(not ins.get('ignore_flag', 0) for ins in instances):
+            out.append({**info, 'instances': instances})
+    return out
+
+
+def sample_images(data_list: List[dict], ratio: Optional[float],
+                  k_shot: Optional[int], keep_labels: Sequence[int],
+                  seed: int) -> List[dict]:
+    """A seeded sample of ``data_list``.
+
+    Args:
+        ratio (float, optional): Fraction of the images to keep (at least
+            one image). Used when ``k_shot`` is None.
+        k_shot (int, optional): Keep K images containing each class of
+            ``keep_labels`` (fewer if the class has fewer images).
+        keep_labels (Sequence[int]): The classes for K-shot sampling.
+        seed (int): Sampling seed: the same seed gives the same split.
+
+    Returns:
+        list[dict]: The sampled images, in their original order.
+    """
+    rng = np.random.default_rng(seed)
+    if k_shot is not None:
+        chosen = set()
+        for label in sorted(set(keep_labels)):
+            having = [i for i, info in enumerate(data_list)
+                      if any(ins['bbox_label'] == label
+                             for ins in info['instances'])]
+            free = [i for i in having if i not in chosen]
+            take = min(k_shot, len(free))
+            chosen.update(rng.choice(free, size=take, replace=False)
+                          .tolist() if take else [])
+        return [data_list[i] for i in sorted(chosen)]
+    if ratio is None or ratio >= 1:
+        return data_list
+    count = max(1, int(round(ratio * len(data_list))))
+    picked = rng.choice(len(data_list), size=count, replace=False)
+    return [data_list[i] for i in sorted(picked.tolist())]
+
+
+@DATASETS.register_module()
+class ForgetRetainCocoDataset(CocoDataset):
+    """One role's subset (retain or forget) of a COCO-format dataset.
+
+    Args:
+        role (str): ``'retain'`` or ``'forget'``.
+        forget_classes (Sequence[str]): This task's forget classes (names).
+        previously_forgotten (Sequence[str]): Classes forgotten by earlier
+            tasks. Defaults to ().
+        sample_ratio (float, optional): Fraction of the role's images to
+            keep. Defaults to 0.1 (the reference's 10 % replay).
+        k_shot (int, optional): If set, keep K images per class instead.
+            Defaults to None.
+        sample_seed (int): Sampling seed. Defaults to 0.
+        **kwargs: ``CocoDataset`` arguments (``metainfo.classes`` must be
+            the detector's full class list).
+    """
+
+    def __init__(self,
+                 *args,
+                 role: str = 'retain',
+                 forget_classes: Sequence[str] = (),
+                 previously_forgotten: Sequence[str] = (),
+                 sample_ratio: Optional[float] = 0.1,
+                 k_shot: Optional[int] = None,
+                 sample_seed: int = 0,
+                 **kwargs) -> None:
+        if role not in ROLES:
+            raise ValueError(f'role must be one of {ROLES}, got {role!r}')
+        if sample_ratio is not None and not 0 < sample_ratio <= 1:
+            raise ValueError(f'sample_ratio must be in (0, 1], got '
+                             f'{sample_ratio}')
+        if k_shot is not None and k_shot <= 0:
+            raise ValueError(f'k_shot must be a positive integer, got '
+                             f'{k_shot}')
+        self.role = role
+        self.forget_classes = tuple(forget_classes)
+        self.previously_forgotten = tuple(previously_forgotten)
+        self.sample_ratio = sample_ratio
+        self.k_shot = k_shot
+        self.sample_seed = sample_seed
+        super().__init__(*args, **kwargs)
+
+    def role_labels(self) -> List[int]:
+        """Label indices this role keeps."""
+        classes = list(self.metainfo['classes'])
+        for name in self.forget_classes + self.previously_forgotten:
+            if name not in classes:
+                raise ValueError(f'unknown class {name!r}; valid names are '
+                                 f'{classes}')
+        if self.role == 'forget':
+            return [classes.index(n) for n in self.forget_classes]
+        gone = set(self.forget_classes + self.previously_forgotten)
+        return [i for i, n in enumerate(classes) if n not in gone]
+
+    def load_data_list(self) -> List[dict]:
+        data_list = super().load_data_list()
+        labels = self.role_labels()
+        restricted = restrict_instances(data_list, labels)
+        if not restricted:
+            raise ValueError(
+                f'the {self.role} subset is empty: no image of '
+                f'{self.ann_file} holds any of the classes '
+                f'{[self.metainfo["classes"][i] for i in labels]}')
+        sampled = sample_images(restricted, self.sample_ratio, self.k_shot,
+                                labels, self.sample_seed)
+        for info in sampled:
+            info['forget_role'] = self.role
+        return sampled
+
+    def filter_data(self) -> List[dict]:
+        # Subsets are already restricted to images with objects; mmdet's
+        # filter would otherwise drop images by `filter_empty_gt` against
+        # the *dataset's* category ids, which is what we want anyway, but
+        # we keep the sampled list exactly as drawn (reproducible splits).
+        return self.data_list

@@ -1,0 +1,183 @@
+"""End-of-task bookkeeping of a GS-LoRA forgetting task.
+
+* before training: evaluate the input model (LoRA is a no-op then), once:
+  the result is cached in the work dir so that a resumed run does not
+  evaluate a half-trained model as "before";
+* during training: accumulate training time across resumes;
+* after training: merge LoRA into the weights, save the merged model as a
+  plain mmdet checkpoint and the adapter as safetensors, and write
+  ``forget_report.json`` with before/after metrics and group norms.
+
+Only rank 0 writes files; every rank computes the same values.
+"""
+import json
+import os.path as osp
+import time
+from typing import Dict, Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from gslora_det.adapter import save_adapter
+from gslora_det.checkpoint import save_checkpoint_atomic
+from gslora_det.group_lasso import group_norms, inactive_groups
+from gslora_det.inject import lora_state_dict, merged_state_dict
+from gslora_det.io_utils import atomic_write_text
+from gslora_det.lora import lora_modules
+
+METRIC_PREFIX = 'forgetting/'
+_TIME_KEY = 'gslora_train_time_s'
+
+
+def _strip(metrics: Optional[Dict]) -> Dict:
+    return {k[len(METRIC_PREFIX):] if k.startswith(METRIC_PREFIX) else k: v
+            for k, v in (metrics or {}).items()}
+
+
+@HOOKS.register_module()
+class ForgetTaskHook(Hook):
+    """Evaluate before, merge and save after, and report a forgetting task.
+
+    Args:
+        report_name (str): Report file in the work dir.
+            Defaults to 'forget_report.json'.
+        merged_name (str): Merged checkpoint file. Defaults to 'merged.pth'.
+        adapter_name (str): Adapter file. Defaults to
+            'adapter.safetensors'.
+        inactive_rel_threshold (float): A group whose norm ends below this
+            fraction of the largest group norm is reported as switched off.
+            Defaults to 0.01.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, report_name: str = 'forget_report.json',
+                 merged_name: str = 'merged.pth',
+                 adapter_name: str = 'adapter.safetensors',
+                 inactive_rel_threshold: float = 0.01) -> None:
+        self.report_name = report_name
+        self.merged_name = merged_name
+        self.adapter_name = adapter_name
+        self.inactive_rel_threshold = inactive_rel_threshold
+        self._last_metrics: Optional[Dict] = None
+        self._before: Optional[Dict] = None
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def before_train(self, runner) -> None:
+        cache = osp.join(runner.work_dir, 'before_metrics.json')
+        if osp.isfile(cache):
+            with open(cache) as f:
+                self._before = json.load(f)
+        else:
+            runner.logger.info('Evaluating the input model (before '
+                               'forgetting)...')
+            self._before = _strip(runner.val_loop.run())
+            # Remember what this task started from: on a resumed run,
+            # `load_from` names the resumed checkpoint, not the input.
+            self._before['input_checkpoint'] = runner.cfg.get('load_from')
+            if is_main_process():
+                atomic_write_text(cache, json.dumps(self._before, indent=1))
+        self._last_metrics = None
+        self._t0 = time.time()
+        self._time_offset = runner.message_hub.get_info(_TIME_KEY, 0.0)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        runner.message_hub.update_info(
+            _TIME_KEY, self._time_offset + time.time() - self._t0)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._last_metrics = metrics
+
+    def after_train(self, runner) -> None:
+        train_time = runner.message_hub.get_info(_TIME_KEY, 0.0)
+        if self._last_metrics is None:  # resumed after the last val
+            self._last_metrics = runner.val_loop.run()
+        after = _strip(self._last_metrics)
+        model = self._model(runner)
+        norms = {k: float(v) for k, v in group_norms(
+            model.lora_groups()).items()}
+        adapter = lora_state_dict(model)
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters()
+                        if p.requires_grad)
+        for _, module in lora_modules(model):
+            module.merge(safe_merge=True)  # refuses NaN/Inf
+        merged = merged_state_dict(model)
+        if not is_main_process():
+            return
+        work_dir = runner.work_dir
+        cfg = runner.cfg
+        task = dict(cfg.get('forget_task', {}))
+        metric = runner.val_evaluator.metrics[0]
+        sets = metric.class_sets() if hasattr(metric, 'class_sets') else {}
+        lora = model.lora_cfg
+        save_adapter(adapter, osp.join(work_dir, self.adapter_name),
+                     metadata=dict(task=task.get('index', 1),
+                                   rank=lora['rank'], alpha=lora['alpha'],
+                                   scaling=lora['alpha'] / lora['rank'],
+                                   forget_classes=sets.get('forget', []),
+                                   group_pattern=lora['group_pattern']))
+        meta = dict(dataset_meta=getattr(runner.train_dataloader.dataset,
+                                         'metainfo', None),
+                    gslora=dict(task=task, input_checkpoint=self._before.get(
+                        'input_checkpoint')))
+        save_checkpoint_atomic(dict(meta=meta, state_dict=merged),
+                               osp.join(work_dir, self.merged_name))
+        report = self.build_report(task, sets, self._before, after, norms,
+                                   trainable, total, train_time)
+        atomic_write_text(osp.join(work_dir, self.report_name),
+                          json.dumps(report, indent=2))
+        runner.logger.info(
+            f'Task {report["task"]} done: forget mAP '
+            f'{report["mAP_forget_before"]:.3f} -> '
+            f'{report["mAP_forget_after"]:.3f}, retain mAP '
+            f'{report["mAP_retain_before"]:.3f} -> '
+            f'{report["mAP_retain_after"]:.3f}, H-Mean '
+            f'{report["h_mean"]:.3f}; groups switched off: '
+            f'{report["inactive_groups"] or "none"}; wrote '
+            f'{self.merged_name}, {self.adapter_name}, {self.report_name}')
+
+    def build_report(self, task: Dict, sets: Dict, before: Dict,
+                     after: Dict, norms: Dict[str, float], trainable: int,
+                     total: int, train_time: float) -> Dict:
+        """The ``forget_report.json`` content (mAPs on the 0-1 scale)."""
+        from gslora_det.evaluation import h_mean
+        f_before = before.get('mAP_forget')
+        f_after = after.get('mAP_forget')
+        r_after = after.get('mAP_retain')
+        per_class = sorted(k for k in after if k.startswith('AP_'))
+        return dict(
+            task=task.get('index', 1),
+            forget_classes=sets.get('forget', task.get('forget_classes')),
+            retained_classes=sets.get('retain'),
+            previously_forgotten=sets.get('old', []),
+            mAP_forget_before=f_before,
+            mAP_forget_after=f_after,
+            mAP_retain_before=before.get('mAP_retain'),
+            mAP_retain_after=r_after,
+            mAP_old_before=before.get('mAP_old'),
+            mAP_old_after=after.get('mAP_old'),
+            mAP_all_before=before.get('mAP_all'),
+            mAP_all_after=after.get('mAP_all'),
+            h_mean=(h_mean(f_before, f_after, r_after)
+                    if None not in (f_before, f_after, r_after) else None),
+            per_class_AP_before={k[3:]: before.get(k) for k in per_class},
+            per_class_AP_after={k[3:]: after[k] for k in per_class},
+            residual_before={k: v for k, v in before.items()
+                             if k.startswith('residual')},
+            residual_after={k: v for k, v in after.items()
+                            if k.startswith('residual')},
+            group_norms=norms,
+            inactive_groups=inactive_groups(norms,
+                                            self.inactive_rel_threshold),
+            trainable_params=trainable,
+            total_params=total,
+            train_time_s=round(train_time, 2),
+        )

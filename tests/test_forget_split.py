@@ -1,0 +1,97 @@
+"""Retain / forget subsets and the mixed batch sampler."""
+import os.path as osp
+
+import pytest
+from mmengine.dataset import ConcatDataset, DefaultSampler
+
+from gslora_det.data import (SHAPES_CLASS_NAMES, ForgetRetainCocoDataset,
+                             RetainForgetBatchSampler)
+
+FORGET = ['blue_triangle', 'orange_star']
+OLD = ['green_square']
+
+
+def build(ws, role, **kw):
+    root = osp.join(str(ws), 'data', 'shapes')
+    args = dict(data_root=root, metainfo=dict(classes=SHAPES_CLASS_NAMES),
+                ann_file='annotations/instances_train.json',
+                data_prefix=dict(img='train/'), pipeline=[], role=role,
+                forget_classes=FORGET, previously_forgotten=OLD,
+                sample_ratio=None)
+    args.update(kw)
+    return ForgetRetainCocoDataset(**args)
+
+
+def labels_of(ds):
+    return {ins['bbox_label'] for i in range(len(ds))
+            for ins in ds.get_data_info(i)['instances']}
+
+
+def test_retain_holds_no_forgotten_class(workspace):
+    ds = build(workspace, 'retain')
+    names = {SHAPES_CLASS_NAMES[i] for i in labels_of(ds)}
+    assert names and not names & set(FORGET + OLD)
+    assert all(ds.get_data_info(i)['forget_role'] == 'retain'
+               for i in range(len(ds)))
+
+
+def test_forget_holds_only_forget_classes_with_original_labels(workspace):
+    ds = build(workspace, 'forget')
+    # original indices: blue_triangle = 2, orange_star = 6 (no renumbering)
+    assert labels_of(ds) == {2, 6}
+    assert ds.metainfo['classes'] == SHAPES_CLASS_NAMES
+    assert all(ds.get_data_info(i)['forget_role'] == 'forget'
+               for i in range(len(ds)))
+
+
+def test_ratio_sampling_is_seeded(workspace):
+    full = build(workspace, 'retain')
+    a = build(workspace, 'retain', sample_ratio=0.25, sample_seed=3)
+    b = build(workspace, 'retain', sample_ratio=0.25, sample_seed=3)
+    c = build(workspace, 'retain', sample_ratio=0.25, sample_seed=4)
+    ids = [[d.get_data_info(i)['img_id'] for i in range(len(d))]
+           for d in (a, b, c)]
+    assert len(a) == round(0.25 * len(full))
+    assert ids[0] == ids[1] and ids[0] != ids[2]
+
+
+def test_k_shot_takes_k_images_per_class(workspace):
+    ds = build(workspace, 'forget', k_shot=2)
+    assert len(ds) <= 4
+    for label in (2, 6):
+        having = [i for i in range(len(ds))
+                  if any(x['bbox_label'] == label
+                         for x in ds.get_data_info(i)['instances'])]
+        assert len(having) >= 2
+
+
+def test_bad_arguments(workspace):
+    with pytest.raises(ValueError, match='role'):
+        build(workspace, 'both')
+    with pytest.raises(ValueError, match='sample_ratio'):
+        build(workspace, 'retain', sample_ratio=0)
+    with pytest.raises(ValueError, match='valid names'):
+        build(workspace, 'forget', forget_classes=['purple_cow'])
+
+
+def test_every_batch_mixes_retain_and_forget(workspace):
+    retain = build(workspace, 'retain', sample_ratio=0.5)
+    forget = build(workspace, 'forget', sample_ratio=0.5)
+    concat = ConcatDataset([retain, forget])
+    sampler = DefaultSampler(concat, shuffle=True, seed=0)
+    batches = RetainForgetBatchSampler(sampler, batch_size=6,
+                                       forget_per_batch=2)
+    out = list(batches)
+    assert len(out) == len(batches)
+    n_retain = len(retain)
+    seen_retain = []
+    for batch in out:
+        roles = [concat.get_data_info(i)['forget_role'] for i in batch]
+        assert roles.count('forget') == 2
+        assert 1 <= roles.count('retain') <= 4
+        seen_retain += [i for i in batch if i < n_retain]
+    assert sorted(seen_retain) == list(range(n_retain))  # one epoch
+    with pytest.raises(ValueError, match='forget_per_batch'):
+        RetainForgetBatchSampler(sampler, batch_size=4, forget_per_batch=4)
+    with pytest.raises(ValueError, match='both retain and forget'):
+        RetainForgetBatchSampler(DefaultSampler(retain), batch_size=4)

@@ -1,0 +1,81 @@
+"""Train a detector, or run one GS-LoRA forgetting task, with mmengine.
+
+Usage::
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
+        [--cfg-options key=value ...] [--launcher pytorch]
+
+Same flags as MMDetection's ``tools/train.py``. Before the Runner is built,
+the config is checked (data files, class names, forget-task class lists,
+checkpoint class count) so that bad input fails with a clear message instead
+of a traceback from inside mmdet.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true',
+                        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from a checkpoint; without a path, from the latest '
+        'checkpoint in the work directory')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (see mmdet docs)')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    # Imported here so that `--help` works even before installation.
+    from gslora_det.config_checks import ConfigError, prepare_config
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.resume == 'auto':
+        cfg.resume = True
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    try:
+        prepare_config(cfg, mode='train')
+    except ConfigError as err:
+        sys.exit(f'error: {err}')
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
