@@ -10,7 +10,7 @@ checkpoint that needs any other global to unpickle is refused.
 import codecs
 import hashlib
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -105,6 +105,42 @@ def save_checkpoint_atomic(obj: Dict, path: str) -> None:
     """``torch.save`` to a temporary file, then rename onto ``path``."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def find_resumable(work_dir: str) -> Optional[str]:
+    """The newest checkpoint in ``work_dir`` that loads, or None.
+
+    mmengine's ``CheckpointHook`` writes ``iter_N.pth`` in place, deletes
+    older checkpoints, and only then updates the ``last_checkpoint``
+    pointer, so a run killed at the wrong moment leaves a truncated file or
+    a pointer to a deleted one. This looks past both: the pointer's target
+    if it loads, else the newest ``iter_*.pth`` / ``epoch_*.pth`` that does.
+    """
+    import glob
+    import re
+    candidates = []
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    if os.path.isfile(pointer):
+        with open(pointer) as f:
+            candidates.append(f.read().strip())
+
+    def step(path):
+        found = re.search(r'_(\d+)\.pth$', path)
+        return int(found.group(1)) if found else -1
+
+    candidates += sorted(
+        glob.glob(os.path.join(work_dir, 'iter_*.pth')) +
+        glob.glob(os.path.join(work_dir, 'epoch_*.pth')),
+        key=step, reverse=True)
+    for path in candidates:
+        if not os.path.isfile(path):
+            continue
+        try:
+            torch.load(path, map_location='cpu', weights_only=True)
+        except Exception:  # truncated or foreign: not resumable
+            continue
+        return path
+    return None
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:

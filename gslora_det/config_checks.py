@@ -52,6 +52,21 @@ def check_data_files(cfg, splits: Sequence[str]) -> None:
                         f'{split} annotation file {path!r} does not exist. '
                         'Point `ann_file` (relative to `data_root`) at a '
                         'COCO-format JSON file.')
+                _validate(path, root, ds)
+
+
+def _validate(ann_file: str, root: str, ds) -> None:
+    """COCO structure, references, boxes and image files of a dataset."""
+    from gslora_det.data.validate import InvalidAnnotations, validate_coco
+    prefix = (ds.get('data_prefix') or {}).get('img', '')
+    img_dir = prefix if osp.isabs(prefix) else osp.join(root, prefix)
+    try:
+        validate_coco(ann_file, img_dir if osp.isdir(img_dir) else None)
+    except InvalidAnnotations as err:
+        raise ConfigError(str(err)) from err
+    if not osp.isdir(img_dir):
+        raise ConfigError(f'image folder {img_dir!r} does not exist: set '
+                          '`data_prefix.img` (relative to `data_root`)')
 
 
 #: Annotation files larger than this are not re-read just to check class
@@ -121,3 +136,64 @@ def prepare_config(cfg, mode: str = 'train') -> None:
     if cfg.get('forget_task') is not None:
         from gslora_det.task import apply_forget_task
         apply_forget_task(cfg, mode=mode)
+    check_checkpoint_matches_model(cfg)
+
+
+def check_checkpoint_matches_model(cfg) -> None:
+    """The checkpoint to load (``load_from``, not a resume) fits the
+    config's model: same class count, same parameter names and shapes.
+
+    mmengine loads checkpoints non-strictly and only warns, so a checkpoint
+    of another architecture would otherwise train or evaluate a model that
+    is partly random.
+    """
+    import copy
+    path = cfg.get('load_from')
+    if not path or cfg.get('resume') or 'model' not in cfg:
+        return
+    from gslora_det.checkpoint import load_checkpoint_safely, state_dict_of
+    from gslora_det.inject import is_lora_param
+    try:
+        state = state_dict_of(load_checkpoint_safely(path))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ConfigError(str(err)) from err
+    num_classes = cfg.model.get('bbox_head', {}).get('num_classes')
+    for key, value in state.items():
+        if key.endswith('cls_branches.0.weight') and num_classes and \
+                value.shape[0] != num_classes:
+            raise ConfigError(
+                f'checkpoint {path} has {value.shape[0]} classes ({key}: '
+                f'{tuple(value.shape)}) but the config has {num_classes}: '
+                'use the checkpoint trained on this dataset, or the config '
+                'that matches the checkpoint')
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
+    register_all_modules(init_default_scope=False)
+    model_cfg = copy.deepcopy(cfg.model)
+    if 'backbone' in model_cfg:
+        model_cfg.backbone.pop('init_cfg', None)  # no weight download
+    # Nested parts (data preprocessor, ...) resolve in the default scope,
+    # which the Runner has not set yet at this point.
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmdet')):
+        model = MODELS.build(model_cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
+                if not is_lora_param(k)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected
+                  and not is_lora_param(k)]
+    shapes = [f'{k} {tuple(state[k].shape)} vs {v}'
+              for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != v]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, items in (('missing', missing), ('unexpected', unexpected),
+                            ('shape mismatches', shapes)):
+            if items:
+                parts.append(f'{len(items)} {what} (e.g. {items[:3]})')
+        raise ConfigError(
+            f'checkpoint {path} does not fit the config\'s model '
+            f'({cfg.model.get("type")}): '
+            f'{"; ".join(parts)}. It is from a different architecture: '
+            'use the config it was trained with.')

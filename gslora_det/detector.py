@@ -218,6 +218,15 @@ class GSLoRADeformableDETR(DeformableDETR):
         hidden = head_inputs['hidden_states']  # (L, bs, nq, dim)
         # (L, bs, nq, num_classes), (L, bs, nq, 4)
         all_cls, all_box = self.bbox_head(hidden, head_inputs['references'])
+        it = MessageHub.get_current_instance().get_info('iter', 0)
+        if not (torch.isfinite(all_cls).all() and
+                torch.isfinite(all_box).all()):
+            # Caught here: mmdet's Hungarian assigner would fail on NaN
+            # costs with an unrelated-looking scipy error.
+            raise FloatingPointError(
+                f'non-finite predictions at iteration {it}: the weights '
+                'hold NaN/Inf. The update was not applied. Lower the '
+                'learning rate or beta, then resume.')
 
         num_layers = all_cls.shape[0]
         layers = (range(num_layers) if self.forget_cfg['use_aux_loss'] else
@@ -253,10 +262,21 @@ class GSLoRADeformableDETR(DeformableDETR):
                 self.prototype_cfg['weight_retain'])
 
         groups = self.lora_groups()
-        it = MessageHub.get_current_instance().get_info('iter', 0)
         alpha = (self.group_lasso_cfg['alpha']
                  if it >= self.group_lasso_cfg['warmup_iters'] else 0.0)
         losses['loss_group_lasso'] = alpha * group_lasso(groups)
         for name, norm in group_norms(groups).items():
             losses[f'gn.{_short_group_name(name)}'] = norm.detach()
+        self._check_finite(losses, it)
         return losses
+
+    @staticmethod
+    def _check_finite(losses: Dict[str, Tensor], it: int) -> None:
+        """Stop before a NaN/Inf loss reaches the optimiser, so the weights
+        in memory and on disk stay the last good ones."""
+        bad = {k: float(v) for k, v in losses.items()
+               if 'loss' in k and not torch.isfinite(v).all()}
+        if bad:
+            raise FloatingPointError(
+                f'non-finite loss at iteration {it}: {bad}. The update was '
+                'not applied. Lower the learning rate or beta, then resume.')

@@ -6,7 +6,9 @@ checkpoint, which is only ever read), trains a fresh LoRA with
 adapter and report in ``<work_dir>/task_<k>/``. The runner holds no
 training logic: it only chains configs and checkpoints, and picks up where
 a previous run stopped (finished tasks are skipped, an interrupted task is
-resumed from its last checkpoint).
+resumed from its last checkpoint). After the last task it writes (and on
+every run refreshes) the run summary: ``summary.md``, ``summary.json`` and
+the run's plots (:mod:`gslora_det.report.summary`).
 """
 import json
 import os
@@ -15,6 +17,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from gslora_det.checkpoint import find_resumable
 from gslora_det.io_utils import atomic_write_text
 
 REPORT = 'forget_report.json'
@@ -50,13 +53,23 @@ def _check_run_dir(work_dir: str, spec: Dict, overwrite: bool) -> None:
     atomic_write_text(path, json.dumps(spec, indent=2))
 
 
+def _remove_stale_temp_files(folder: str) -> None:
+    """Temporary files of writes cut short by a kill (never outputs)."""
+    if not osp.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name.startswith('.') and name.endswith('.tmp'):
+            os.remove(osp.join(folder, name))
+
+
 def run_sequence(task_configs: Sequence[str],
                  base_checkpoint: str,
                  work_dir: str,
                  cfg_options: Optional[List[str]] = None,
                  overwrite: bool = False,
                  train_script: Optional[str] = None,
-                 python: str = sys.executable) -> List[Dict]:
+                 python: str = sys.executable,
+                 summary_title: str = 'GS-LoRA forgetting run') -> List[Dict]:
     """Run (or finish) every task of a sequence.
 
     Args:
@@ -69,6 +82,7 @@ def run_sequence(task_configs: Sequence[str],
             sequence's run. Defaults to False.
         train_script (str, optional): ``tools/train.py`` to use.
         python (str): Interpreter for the child processes.
+        summary_title (str): Heading of ``summary.md``.
 
     Returns:
         list[dict]: The tasks' reports, in order.
@@ -97,10 +111,13 @@ def run_sequence(task_configs: Sequence[str],
                   flush=True)
         else:
             cmd = [python, train_script, cfg, '--work-dir', folder]
-            if osp.isfile(osp.join(folder, 'last_checkpoint')):
-                print(f'[sequence] task {index}: resuming in {folder}',
-                      flush=True)
-                cmd += ['--resume']
+            _remove_stale_temp_files(folder)
+            resume_from = find_resumable(folder) if osp.isdir(folder) \
+                else None
+            if resume_from:
+                print(f'[sequence] task {index}: resuming from '
+                      f'{resume_from}', flush=True)
+                cmd += ['--resume', resume_from]
                 options = []
             else:
                 print(f'[sequence] task {index}: {cfg} from {previous}',
@@ -118,27 +135,16 @@ def run_sequence(task_configs: Sequence[str],
         with open(osp.join(folder, REPORT)) as f:
             reports.append(json.load(f))
         previous = osp.join(folder, MERGED)
+    from gslora_det.report.summary import write_run_summary
+    write_run_summary(work_dir, reports, spec['tasks'], base_checkpoint,
+                      cfg_options or [], title=summary_title)
+    print(f'[sequence] summary: {osp.join(work_dir, "summary.md")}',
+          flush=True)
     return reports
 
 
 def format_table(reports: Sequence[Dict]) -> str:
-    """A Markdown table of the tasks' reports."""
-
-    def pct(v):
-        return '–' if v is None else f'{100 * v:.1f}'
-
-    lines = [
-        '| task | forgotten classes | mAP forget before → after | '
-        'mAP retain before → after | mAP old after | H-Mean | '
-        'groups off | train s |',
-        '|---|---|---|---|---|---|---|---|'
-    ]
-    for r in reports:
-        lines.append(
-            f'| {r["task"]} | {", ".join(r["forget_classes"])} | '
-            f'{pct(r["mAP_forget_before"])} → {pct(r["mAP_forget_after"])} '
-            f'| {pct(r["mAP_retain_before"])} → '
-            f'{pct(r["mAP_retain_after"])} | {pct(r["mAP_old_after"])} | '
-            f'{pct(r["h_mean"])} | {len(r.get("inactive_groups", []))}/'
-            f'{len(r["group_norms"])} | {r["train_time_s"]:.0f} |')
-    return '\n'.join(lines)
+    """A Markdown table of the tasks' reports (the table of
+    ``summary.md``: mAPs, H-Mean, residual detection, groups, time)."""
+    from gslora_det.report.summary import task_table
+    return task_table(reports)

@@ -76,27 +76,6 @@ def _walk(node):
             yield from _walk(value)
 
 
-def _check_checkpoint_classes(cfg, num_classes: int) -> None:
-    """The checkpoint to load has ``num_classes`` class outputs."""
-    from gslora_det.checkpoint import load_checkpoint_safely, state_dict_of
-    path = cfg.get('load_from')
-    if not path or cfg.get('resume'):
-        return
-    try:
-        state = state_dict_of(load_checkpoint_safely(path))
-    except (FileNotFoundError, RuntimeError) as err:
-        raise ConfigError(str(err)) from err
-    for key, value in state.items():
-        if key.endswith('cls_branches.0.weight'):
-            if value.shape[0] != num_classes:
-                raise ConfigError(
-                    f'checkpoint {path} has {value.shape[0]} classes '
-                    f'({key}: {tuple(value.shape)}) but the config has '
-                    f'{num_classes}: use the checkpoint trained on this '
-                    'dataset, or the config that matches the checkpoint')
-            return
-
-
 def apply_forget_task(cfg, mode: str = 'train') -> Dict[str, List[str]]:
     """Check ``cfg.forget_task`` and fill its lists into ``cfg`` in place.
 
@@ -123,10 +102,8 @@ def apply_forget_task(cfg, mode: str = 'train') -> Dict[str, List[str]]:
     if 'GSLoRA' in str(model.get('type', '')):
         model['task_index'] = int(task.get('index', 1))
     head = model.get('bbox_head', {})
-    if mode == 'train' and head.get('num_classes') is not None:
-        if head['num_classes'] != len(classes):
-            raise ConfigError(
-                f'model.bbox_head.num_classes is {head["num_classes"]} but '
-                f'the dataset has {len(classes)} classes')
-        _check_checkpoint_classes(cfg, head['num_classes'])
+    if head.get('num_classes') not in (None, len(classes)):
+        raise ConfigError(
+            f'model.bbox_head.num_classes is {head["num_classes"]} but '
+            f'the dataset has {len(classes)} classes')
     return dict(forget=forget, retain=retained, old=previous)

@@ -45,3 +45,51 @@ def run_tool(script, *args, cwd, check=True, timeout=900):
             f'{script} {args} failed ({proc.returncode}):\n'
             f'{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
     return proc
+
+
+# 4 iterations of 2 retain + 2 forget images, evaluation on 16 images.
+TINY_TASK = [
+    'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+    'train_dataloader.batch_size=4',
+    'train_dataloader.batch_sampler.forget_per_batch=2',
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+    'default_hooks.checkpoint.interval=2',
+    'replay.sample_ratio=0.5'
+]
+
+
+@pytest.fixture(scope='session')
+def base_checkpoint(workspace):
+    """A briefly pretrained tiny detector (weights + meta only)."""
+    from gslora_det.checkpoint import (load_checkpoint_safely,
+                                       save_checkpoint_atomic)
+    work = osp.join(str(workspace), 'work_dirs', 'pre_e2e')
+    run_tool('train.py', PRETRAIN_CFG, '--work-dir', work, '--cfg-options',
+             'train_cfg.max_epochs=1', 'train_dataloader.batch_size=4',
+             'train_dataloader.num_workers=0',
+             'train_dataloader.persistent_workers=False',
+             'val_dataloader.num_workers=0',
+             'val_dataloader.persistent_workers=False', cwd=workspace)
+    ckpt = load_checkpoint_safely(osp.join(work, 'epoch_1.pth'))
+    base = osp.join(work, 'base.pth')
+    save_checkpoint_atomic(dict(meta=ckpt['meta'],
+                                state_dict=ckpt['state_dict']), base)
+    return base
+
+
+def sequence_args(run, base_checkpoint):
+    return ['forget_sequence.py', *TASK_CFGS[:2], '--base-checkpoint',
+            base_checkpoint, '--work-dir', run, '--cfg-options', *TINY_TASK]
+
+
+@pytest.fixture(scope='session')
+def sequence_run(workspace, base_checkpoint):
+    """Run the two-task sequence once; return (run dir, stdout, base hash
+    before the run)."""
+    from gslora_det.checkpoint import sha256_file
+    run = osp.join(str(workspace), 'work_dirs', 'seq')
+    base_hash = sha256_file(base_checkpoint)
+    proc = run_tool(*sequence_args(run, base_checkpoint), cwd=workspace)
+    return run, proc.stdout, base_hash

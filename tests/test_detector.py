@@ -157,3 +157,19 @@ def test_merged_model_matches_lora_model_outputs(gs_model):
 def test_bad_settings_fail_at_build(key, value, match):
     with pytest.raises(ValueError, match=match):
         MODELS.build(model_cfg(**{key: value}))
+
+
+def test_non_finite_loss_stops_before_the_update(gs_model):
+    from gslora_det.lora import LoRALinear
+    module = next(m for _, m in gs_model.named_modules()
+                  if isinstance(m, LoRALinear))
+    with torch.no_grad():
+        module.lora_A.fill_(float('inf'))
+        module.lora_B.fill_(1.0)
+    gs_model.train()
+    with pytest.raises(FloatingPointError, match='non-finite.*not applied'):
+        gs_model.loss(*batch())
+    # a finite model whose loss overflows is stopped too
+    with pytest.raises(FloatingPointError, match='non-finite loss'):
+        gs_model._check_finite({'loss_x': torch.tensor(float('nan')),
+                                'gn.enc0': torch.tensor(1.0)}, 7)

@@ -9,7 +9,9 @@ Usage::
    pretraining resumes) and publishes its weights as ``base.pth``;
 3. runs the built-in forgetting sequence (3 tasks, 2 classes each) with
    GS-LoRA, resuming where a previous run stopped;
-4. prints one table row per task (also in ``summary.md``).
+4. prints one table row per task; the run summary (``summary.md`` /
+   ``summary.json`` with the table, plots and settings) is written by the
+   sequence runner.
 
 Measured on a 2-core CPU: ~12 min pretraining + ~5 min per task.
 """
@@ -67,7 +69,6 @@ def main():
                                         shapes_dataset_ready)
     from gslora_det.sequence import (SequenceError, format_table,
                                      run_sequence)
-    from gslora_det.io_utils import atomic_write_text
 
     start = time.time()
     if not shapes_dataset_ready(args.data):
@@ -76,15 +77,14 @@ def main():
         generate_shapes_dataset(args.data)
     base = pretrain(args.work_dir)
     try:
-        reports = run_sequence(TASK_CONFIGS, base, args.work_dir)
+        reports = run_sequence(TASK_CONFIGS, base, args.work_dir,
+                               summary_title='gslora_det demo')
     except SequenceError as err:
         sys.exit(f'error: {err}')
-    table = format_table(reports)
-    atomic_write_text(osp.join(args.work_dir, 'summary.md'),
-                      '# gslora_det demo\n\n' + table + '\n')
-    print('\n' + table)
+    print('\n' + format_table(reports))
     print(f'\n[demo] done in {(time.time() - start) / 60:.1f} min; '
-          f'reports in {args.work_dir}/task_*/forget_report.json')
+          f'summary in {args.work_dir}/summary.md, reports in '
+          f'{args.work_dir}/task_*/forget_report.json')
 
 
 if __name__ == '__main__':

@@ -8,8 +8,11 @@ Usage::
         --work-dir work_dirs/my_run [--cfg-options key=value ...]
 
 Task k writes ``<work-dir>/task_<k>/{merged.pth, adapter.safetensors,
-forget_report.json}``; ``merged.pth`` is a plain mmdet checkpoint of the
-base architecture. The base checkpoint is never written to.
+manifest.json, per_class_ap.png, forget_report.json}``; ``merged.pth`` is a
+plain mmdet checkpoint of the base architecture. After the last task (on
+every run) the run summary is written: ``<work-dir>/{summary.md,
+summary.json, group_norms.png, map_across_tasks.png}``. The base checkpoint
+is never written to.
 """
 import argparse
 import sys

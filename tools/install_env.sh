@@ -39,9 +39,13 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR="$PWD"
 cd "$REPO_ROOT"
 
 VENV="${VENV:-$REPO_ROOT/.venv}"
+# A relative VENV (e.g. from the Makefile) is relative to where the script was
+# called; make it absolute, since some steps run from inside the venv folder.
+case "$VENV" in /*) ;; *) VENV="$CALLER_DIR/$VENV" ;; esac
 PYTHON="${PYTHON:-python3}"
 FORCE_CUDA="${FORCE_CUDA:-0}"
 MMCV_VERSION=2.1.0

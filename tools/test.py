@@ -10,10 +10,13 @@ Usage::
     python tools/test.py CONFIG CHECKPOINT \
         --forget-classes blue_triangle orange_star \
         [--previously-forgotten green_square] \
-        [--before work_dirs/demo/task_1/before_metrics.json]  # -> H-Mean
+        [--before work_dirs/demo/task_1/before_metrics.json] \
+        [--plot-dir work_dirs/check]  # -> per_class_ap.png
 
 A config with a ``forget_task`` (a task config) uses its class lists unless
-the command line gives others. Results can be written to JSON (``--out``).
+the command line gives others. Results can be written to JSON (``--out``);
+``--plot-dir`` draws the per-class AP (with ``--before``'s values as the
+"before" bars when given) to ``<DIR>/per_class_ap.png``.
 """
 import argparse
 import json
@@ -22,7 +25,6 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 
 def parse_args():
@@ -39,6 +41,9 @@ def parse_args():
         '--before', help='JSON of the metrics before forgetting (e.g. a '
         "task's before_metrics.json); adds H-Mean")
     parser.add_argument(
+        '--plot-dir', metavar='DIR', help='draw the per-class AP (before vs '
+        'after with --before) to DIR/per_class_ap.png')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value')
     parser.add_argument('--launcher', default='none',
@@ -50,29 +55,12 @@ def parse_args():
     return args
 
 
-def forgetting_evaluator(evaluator: dict, args, task: dict) -> dict:
-    """Turn the config's test evaluator into a ``ForgettingMetric``."""
-    evaluator = dict(evaluator)
-    if evaluator.get('type') != 'ForgettingMetric':
-        keep = ('ann_file', 'backend_args', 'outfile_prefix')
-        evaluator = {k: v for k, v in evaluator.items() if k in keep}
-        evaluator['type'] = 'ForgettingMetric'
-    evaluator['forget_classes'] = list(args.forget_classes or
-                                       task.get('forget_classes', []))
-    evaluator['previously_forgotten'] = list(
-        args.previously_forgotten if args.previously_forgotten is not None
-        else task.get('previously_forgotten', []))
-    if args.before:
-        with open(args.before) as f:
-            evaluator['before'] = json.load(f)
-    return evaluator
-
-
 def main():
     args = parse_args()
-    from gslora_det.config_checks import ConfigError, prepare_config
+    from gslora_det.config_checks import ConfigError
+    from gslora_det.evaluation.evaluate import (prepare_forgetting_test,
+                                                run_test)
     from gslora_det.io_utils import atomic_write_text
-    from gslora_det.task import check_task_classes, dataset_classes
 
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -85,22 +73,48 @@ def main():
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint not found: {args.checkpoint}')
 
+    before = None
+    if args.before:
+        with open(args.before) as f:
+            before = json.load(f)
     try:
-        prepare_config(cfg, mode='test')
-        task = dict(cfg.get('forget_task') or {})
-        if args.forget_classes or task:
-            ev = forgetting_evaluator(cfg.test_evaluator, args, task)
-            check_task_classes(dataset_classes(cfg), ev['forget_classes'],
-                               ev['previously_forgotten'])
-            cfg.test_evaluator = ev
+        forgetting = prepare_forgetting_test(
+            cfg, args.forget_classes, args.previously_forgotten, before)
     except ConfigError as err:
         sys.exit(f'error: {err}')
+    if args.plot_dir and not forgetting:
+        sys.exit('error: --plot-dir needs the class lists: pass '
+                 '--forget-classes or a task config')
 
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    metrics, sets = run_test(cfg)
     if args.out:
         atomic_write_text(args.out, json.dumps(metrics, indent=2))
         print(f'metrics written to {args.out}')
+    if args.plot_dir:
+        path = plot(args.plot_dir, metrics, before, sets, cfg, args)
+        print(f'per-class AP plot written to {path}')
+
+
+def plot(plot_dir: str, metrics: dict, before, sets: dict, cfg,
+         args) -> str:
+    """Draw the per-class AP of this test pass (rank 0 only)."""
+    from mmengine.dist import is_main_process
+    from gslora_det.report.plots import per_class_ap, plot_per_class_ap
+    path = osp.join(plot_dir, 'per_class_ap.png')
+    if not is_main_process():
+        return path
+    report = dict(
+        task=(cfg.get('forget_task') or {}).get('index'),
+        forget_classes=sets.get('forget', []),
+        previously_forgotten=sets.get('old', []),
+        retained_classes=sets.get('retain', []),
+        per_class_AP_after=per_class_ap(metrics),
+        per_class_AP_before=per_class_ap(before or {}))
+    forgotten = ', '.join(report['forget_classes'])
+    title = (f'{osp.basename(args.checkpoint)}: per-class AP' +
+             (' before vs after' if before else '') +
+             f' (forgotten: {forgotten})')
+    return plot_per_class_ap(report, path, title=title)
 
 
 if __name__ == '__main__':

@@ -74,7 +74,14 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except FloatingPointError as err:
+        # Raised before the optimiser step: nothing bad was written.
+        last = osp.join(cfg.work_dir, 'last_checkpoint')
+        kept = (open(last).read().strip() if osp.isfile(last) else
+                'none yet (the input checkpoint is unchanged)')
+        sys.exit(f'error: {err}\nLast good checkpoint: {kept}')
 
 
 if __name__ == '__main__':

@@ -5,8 +5,10 @@
   evaluate a half-trained model as "before";
 * during training: accumulate training time across resumes;
 * after training: merge LoRA into the weights, save the merged model as a
-  plain mmdet checkpoint and the adapter as safetensors, and write
-  ``forget_report.json`` with before/after metrics and group norms.
+  plain mmdet checkpoint and the adapter as safetensors, then write the
+  audit ``manifest.json`` (hashes, config, versions, times, metrics), the
+  per-class AP plot ``per_class_ap.png`` and, last (it marks the task
+  done), ``forget_report.json`` with before/after metrics and group norms.
 
 Only rank 0 writes files; every rank computes the same values.
 """
@@ -21,11 +23,15 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from gslora_det.adapter import save_adapter
-from gslora_det.checkpoint import save_checkpoint_atomic
+from gslora_det.checkpoint import save_checkpoint_atomic, sha256_file
 from gslora_det.group_lasso import group_norms, inactive_groups
 from gslora_det.inject import lora_state_dict, merged_state_dict
 from gslora_det.io_utils import atomic_write_text
 from gslora_det.lora import lora_modules
+from gslora_det.report.manifest import (MANIFEST_NAME, build_manifest,
+                                        utc_from_timestamp, utc_now,
+                                        write_manifest)
+from gslora_det.report.plots import plot_per_class_ap
 
 METRIC_PREFIX = 'forgetting/'
 _TIME_KEY = 'gslora_train_time_s'
@@ -49,6 +55,10 @@ class ForgetTaskHook(Hook):
         inactive_rel_threshold (float): A group whose norm ends below this
             fraction of the largest group norm is reported as switched off.
             Defaults to 0.01.
+        manifest_name (str): Audit manifest file. Defaults to
+            'manifest.json'.
+        plot_name (str, optional): Per-class AP plot file; None draws none.
+            Defaults to 'per_class_ap.png'.
     """
 
     priority = 'LOW'
@@ -56,11 +66,15 @@ class ForgetTaskHook(Hook):
     def __init__(self, report_name: str = 'forget_report.json',
                  merged_name: str = 'merged.pth',
                  adapter_name: str = 'adapter.safetensors',
-                 inactive_rel_threshold: float = 0.01) -> None:
+                 inactive_rel_threshold: float = 0.01,
+                 manifest_name: str = MANIFEST_NAME,
+                 plot_name: Optional[str] = 'per_class_ap.png') -> None:
         self.report_name = report_name
         self.merged_name = merged_name
         self.adapter_name = adapter_name
         self.inactive_rel_threshold = inactive_rel_threshold
+        self.manifest_name = manifest_name
+        self.plot_name = plot_name
         self._last_metrics: Optional[Dict] = None
         self._before: Optional[Dict] = None
 
@@ -75,13 +89,21 @@ class ForgetTaskHook(Hook):
             with open(cache) as f:
                 self._before = json.load(f)
         else:
+            started_at = utc_now()
             runner.logger.info('Evaluating the input model (before '
                                'forgetting)...')
             self._before = _strip(runner.val_loop.run())
             # Remember what this task started from: on a resumed run,
             # `load_from` names the resumed checkpoint, not the input.
-            self._before['input_checkpoint'] = runner.cfg.get('load_from')
+            source = runner.cfg.get('load_from')
+            self._before['input_checkpoint'] = source
+            self._before['started_at'] = started_at
             if is_main_process():
+                if source and osp.isfile(source):
+                    self._before['input_checkpoint_abs'] = osp.abspath(
+                        source)
+                    self._before['input_checkpoint_sha256'] = sha256_file(
+                        source)
                 atomic_write_text(cache, json.dumps(self._before, indent=1))
         self._last_metrics = None
         self._t0 = time.time()
@@ -132,6 +154,12 @@ class ForgetTaskHook(Hook):
                                osp.join(work_dir, self.merged_name))
         report = self.build_report(task, sets, self._before, after, norms,
                                    trainable, total, train_time)
+        self._write_manifest(runner, model, task, sets, after)
+        if self.plot_name:
+            try:
+                plot_per_class_ap(report, osp.join(work_dir, self.plot_name))
+            except Exception as err:  # a plot never costs the task
+                runner.logger.warning(f'per-class AP plot failed: {err!r}')
         atomic_write_text(osp.join(work_dir, self.report_name),
                           json.dumps(report, indent=2))
         runner.logger.info(
@@ -142,7 +170,41 @@ class ForgetTaskHook(Hook):
             f'{report["mAP_retain_after"]:.3f}, H-Mean '
             f'{report["h_mean"]:.3f}; groups switched off: '
             f'{report["inactive_groups"] or "none"}; wrote '
-            f'{self.merged_name}, {self.adapter_name}, {self.report_name}')
+            f'{self.merged_name}, {self.adapter_name}, '
+            f'{self.manifest_name}, {self.report_name}')
+
+    def _write_manifest(self, runner, model, task: Dict, sets: Dict,
+                        after: Dict) -> None:
+        """Write the audit manifest (after the adapter and the merged
+        checkpoint, whose hashes it records)."""
+        cfg = runner.cfg
+        before = self._before or {}
+        cache = osp.join(runner.work_dir, 'before_metrics.json')
+        started = before.get('started_at') or (
+            utc_from_timestamp(osp.getmtime(cache)) if osp.isfile(cache)
+            else None)
+        try:
+            config_text = cfg.pretty_text
+        except Exception:  # yapf trouble: the dict below is still complete
+            config_text = None
+        settings = {k: getattr(model, k, None) for k in (
+            'lora_cfg', 'forget_cfg', 'group_lasso_cfg', 'prototype_cfg')}
+        settings.update(replay=cfg.get('replay'), forget_task=task,
+                        optimizer=cfg.get('optim_wrapper'),
+                        train_cfg=cfg.get('train_cfg'))
+        manifest = build_manifest(
+            task=task.get('index', 1), work_dir=runner.work_dir,
+            input_checkpoint=before.get('input_checkpoint'),
+            input_abs_path=before.get('input_checkpoint_abs'),
+            input_sha256=before.get('input_checkpoint_sha256'),
+            adapter_name=self.adapter_name, merged_name=self.merged_name,
+            classes=sets, config=cfg.to_dict(), config_text=config_text,
+            settings=settings, seed=runner.seed,
+            randomness=cfg.get('randomness'), started_at=started,
+            finished_at=utc_now(), metrics_before=before,
+            metrics_after=after)
+        write_manifest(manifest, osp.join(runner.work_dir,
+                                          self.manifest_name))
 
     def build_report(self, task: Dict, sets: Dict, before: Dict,
                      after: Dict, norms: Dict[str, float], trainable: int,

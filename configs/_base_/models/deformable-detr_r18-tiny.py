@@ -1,8 +1,10 @@
 # A tiny Deformable DETR (mmdet's own `DeformableDETR`) that trains from
 # scratch on 2 CPU cores: ResNet-18 without pretrained weights, 3 feature
 # levels, 3 encoder + 3 decoder layers of 128 dims, 50 queries. Dropout is
-# off: it costs 15-20 % of CPU time and the synthetic set needs no
-# regularisation. Same module names as the R50 model, so the LoRA targets
+# off everywhere (mmcv's MultiScaleDeformableAttention defaults to 0.1): it
+# costs 15-20 % of CPU time, the synthetic set needs no regularisation, and
+# without it a resumed run replays an uninterrupted one exactly (mmengine
+# checkpoints do not hold the torch RNG state). Same module names as the R50 model, so the LoRA targets
 # (`{encoder,decoder}.layers.{i}.ffn.layers.{0.0,1}`) are the same.
 embed_dims = 128
 num_levels = 3
@@ -40,8 +42,8 @@ model = dict(
     encoder=dict(
         num_layers=3,
         layer_cfg=dict(
-            self_attn_cfg=dict(
-                embed_dims=embed_dims, num_levels=num_levels,
+            self_attn_cfg=dict(  # MultiScaleDeformableAttention
+                embed_dims=embed_dims, num_levels=num_levels, dropout=0.0,
                 batch_first=True),
             ffn_cfg=dict(
                 embed_dims=embed_dims, feedforward_channels=4 * embed_dims,
@@ -53,8 +55,8 @@ model = dict(
             self_attn_cfg=dict(
                 embed_dims=embed_dims, num_heads=8, dropout=0.0,
                 batch_first=True),
-            cross_attn_cfg=dict(
-                embed_dims=embed_dims, num_levels=num_levels,
+            cross_attn_cfg=dict(  # MultiScaleDeformableAttention
+                embed_dims=embed_dims, num_levels=num_levels, dropout=0.0,
                 batch_first=True),
             ffn_cfg=dict(
                 embed_dims=embed_dims, feedforward_channels=4 * embed_dims,
