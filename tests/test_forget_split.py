@@ -95,3 +95,12 @@ def test_every_batch_mixes_retain_and_forget(workspace):
         RetainForgetBatchSampler(sampler, batch_size=4, forget_per_batch=4)
     with pytest.raises(ValueError, match='both retain and forget'):
         RetainForgetBatchSampler(DefaultSampler(retain), batch_size=4)
+
+
+def test_forget_subset_can_keep_previously_forgotten_classes(workspace):
+    ds = build(workspace, 'forget', forget_keeps_old=True)
+    # blue_triangle = 2, orange_star = 6, and the old green_square = 1
+    assert labels_of(ds) == {1, 2, 6}
+    retain = build(workspace, 'retain', forget_keeps_old=True)
+    assert not {SHAPES_CLASS_NAMES[i] for i in labels_of(retain)} & set(
+        FORGET + OLD)

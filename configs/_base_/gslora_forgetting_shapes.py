@@ -23,8 +23,12 @@ model = dict(
 forget_task = dict(index=1, forget_classes=[], previously_forgotten=[])
 
 # Replay: 10 % of the images holding retained classes, 10 % of those holding
-# the forget classes (the reference's ratio), fixed seed.
-replay = dict(sample_ratio=0.1, k_shot=None, sample_seed=0)
+# the forget classes (the reference's ratio), fixed seed. Unlike the
+# reference, the forget data also holds the classes forgotten by earlier
+# tasks (`forget_keeps_old`): with this task's classes alone, previously
+# forgotten classes crept back to 5 mAP by task 3 of the built-in sequence.
+replay = dict(
+    sample_ratio=0.1, k_shot=None, sample_seed=0, forget_keeps_old=True)
 forget_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),

@@ -85,6 +85,10 @@ class ForgetRetainCocoDataset(CocoDataset):
         k_shot (int, optional): If set, keep K images per class instead.
             Defaults to None.
         sample_seed (int): Sampling seed. Defaults to 0.
+        forget_keeps_old (bool): The forget subset also holds the classes
+            forgotten by earlier tasks, so that the forget loss keeps them
+            forgotten (not in the reference, whose forget data holds only
+            this task's classes). Defaults to False.
         **kwargs: ``CocoDataset`` arguments (``metainfo.classes`` must be
             the detector's full class list).
     """
@@ -97,6 +101,7 @@ class ForgetRetainCocoDataset(CocoDataset):
                  sample_ratio: Optional[float] = 0.1,
                  k_shot: Optional[int] = None,
                  sample_seed: int = 0,
+                 forget_keeps_old: bool = False,
                  **kwargs) -> None:
         if role not in ROLES:
             raise ValueError(f'role must be one of {ROLES}, got {role!r}')
@@ -112,6 +117,7 @@ class ForgetRetainCocoDataset(CocoDataset):
         self.sample_ratio = sample_ratio
         self.k_shot = k_shot
         self.sample_seed = sample_seed
+        self.forget_keeps_old = forget_keeps_old
         super().__init__(*args, **kwargs)
 
     def role_labels(self) -> List[int]:
@@ -122,7 +128,9 @@ class ForgetRetainCocoDataset(CocoDataset):
                 raise ValueError(f'unknown class {name!r}; valid names are '
                                  f'{classes}')
         if self.role == 'forget':
-            return [classes.index(n) for n in self.forget_classes]
+            names = self.forget_classes + (self.previously_forgotten
+                                           if self.forget_keeps_old else ())
+            return [classes.index(n) for n in names]
         gone = set(self.forget_classes + self.previously_forgotten)
         return [i for i, n in enumerate(classes) if n not in gone]
 
