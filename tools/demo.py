@@ -13,7 +13,8 @@ Usage::
    ``summary.json`` with the table, plots and settings) is written by the
    sequence runner.
 
-Measured on a 2-core CPU: ~12 min pretraining + ~5 min per task.
+Measured on a 2-core CPU: 13 min pretraining + ~4.5 min per task, 27 min
+in all.
 """
 import argparse
 import os.path as osp
@@ -51,7 +52,7 @@ def pretrain(work_dir: str) -> str:
            PRETRAIN_CONFIG, '--work-dir', pre_dir]
     if osp.isfile(osp.join(pre_dir, 'last_checkpoint')):
         cmd.append('--resume')
-    print('[demo] pretraining the tiny Deformable DETR (~12 min on 2 '
+    print('[demo] pretraining the tiny Deformable DETR (~13 min on 2 '
           'cores)...', flush=True)
     subprocess.run(cmd, check=True)
     with open(osp.join(pre_dir, 'last_checkpoint')) as f:
