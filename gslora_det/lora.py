@@ -8,8 +8,6 @@ stock mmdet checkpoints load into a model with LoRA, and a merged model
 saves as a stock checkpoint once the ``lora_`` entries are dropped.
 """
 import math
-from typing import Optional
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -140,7 +138,7 @@ class LoRALinear(nn.Linear):
                 f'scaling={self.scaling:g}, merged={self.merged}')
 
 
-def lora_modules(model: nn.Module, prefix: Optional[str] = None):
+def lora_modules(model: nn.Module):
     """Yield ``(name, LoRALinear)`` pairs of ``model``."""
     for name, module in model.named_modules():
         if isinstance(module, LoRALinear):

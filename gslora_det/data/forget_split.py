@@ -150,8 +150,7 @@ class ForgetRetainCocoDataset(CocoDataset):
         return sampled
 
     def filter_data(self) -> List[dict]:
-        # Subsets are already restricted to images with objects; mmdet's
-        # filter would otherwise drop images by `filter_empty_gt` against
-        # the *dataset's* category ids, which is what we want anyway, but
-        # we keep the sampled list exactly as drawn (reproducible splits).
+        # load_data_list already kept only images with objects of the
+        # role's classes; mmdet's filter_cfg must not drop any more, or the
+        # seeded sample would not be the split that was drawn.
         return self.data_list

@@ -17,6 +17,7 @@ import os.path as osp
 import time
 from typing import Dict, Optional
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -117,13 +118,14 @@ class ForgetTaskHook(Hook):
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._last_metrics = metrics
 
+    @torch.no_grad()
     def after_train(self, runner) -> None:
         train_time = runner.message_hub.get_info(_TIME_KEY, 0.0)
         if self._last_metrics is None:  # resumed after the last val
             self._last_metrics = runner.val_loop.run()
         after = _strip(self._last_metrics)
         model = self._model(runner)
-        norms = {k: float(v) for k, v in group_norms(
+        norms = {k: v.item() for k, v in group_norms(
             model.lora_groups()).items()}
         adapter = lora_state_dict(model)
         total = sum(p.numel() for p in model.parameters())
