@@ -112,8 +112,7 @@ def run_sequence(task_configs: Sequence[str],
         else:
             cmd = [python, train_script, cfg, '--work-dir', folder]
             _remove_stale_temp_files(folder)
-            resume_from = find_resumable(folder) if osp.isdir(folder) \
-                else None
+            resume_from = find_resumable(folder)
             if resume_from:
                 print(f'[sequence] task {index}: resuming from '
                       f'{resume_from}', flush=True)

@@ -25,6 +25,7 @@ from mmengine.registry import HOOKS
 
 from gslora_det.adapter import save_adapter
 from gslora_det.checkpoint import save_checkpoint_atomic, sha256_file
+from gslora_det.evaluation.evaluate import strip_prefix
 from gslora_det.group_lasso import group_norms, inactive_groups
 from gslora_det.inject import lora_state_dict, merged_state_dict
 from gslora_det.io_utils import atomic_write_text
@@ -34,13 +35,7 @@ from gslora_det.report.manifest import (MANIFEST_NAME, build_manifest,
                                         write_manifest)
 from gslora_det.report.plots import plot_per_class_ap
 
-METRIC_PREFIX = 'forgetting/'
 _TIME_KEY = 'gslora_train_time_s'
-
-
-def _strip(metrics: Optional[Dict]) -> Dict:
-    return {k[len(METRIC_PREFIX):] if k.startswith(METRIC_PREFIX) else k: v
-            for k, v in (metrics or {}).items()}
 
 
 @HOOKS.register_module()
@@ -93,7 +88,7 @@ class ForgetTaskHook(Hook):
             started_at = utc_now()
             runner.logger.info('Evaluating the input model (before '
                                'forgetting)...')
-            self._before = _strip(runner.val_loop.run())
+            self._before = strip_prefix(runner.val_loop.run())
             # Remember what this task started from: on a resumed run,
             # `load_from` names the resumed checkpoint, not the input.
             source = runner.cfg.get('load_from')
@@ -123,7 +118,7 @@ class ForgetTaskHook(Hook):
         train_time = runner.message_hub.get_info(_TIME_KEY, 0.0)
         if self._last_metrics is None:  # resumed after the last val
             self._last_metrics = runner.val_loop.run()
-        after = _strip(self._last_metrics)
+        after = strip_prefix(self._last_metrics or {})
         model = self._model(runner)
         norms = {k: v.item() for k, v in group_norms(
             model.lora_groups()).items()}

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from gslora_det.evaluation.evaluate import strip_prefix
 from gslora_det.io_utils import atomic_path
 
 #: Colours of the class roles (forgotten now, forgotten before, retained).
@@ -19,7 +20,6 @@ ROLE_COLOURS = dict(forget='#d62728', old='#7f7f7f', retain='#1f77b4')
 ROLE_HATCH = dict(forget='//', old='..', retain='')
 ROLE_LABELS = dict(forget='forgotten in this task',
                    old='previously forgotten', retain='retained')
-METRIC_PREFIX = 'forgetting/'
 
 
 def _save(fig: Figure, path: str, dpi: int = 110) -> str:
@@ -41,9 +41,7 @@ def per_class_ap(metrics: Mapping) -> Dict[str, float]:
     """Per-class AP of a metrics dict (``AP_<name>`` or
     ``forgetting/AP_<name>`` keys) as ``{name: AP}``."""
     out = {}
-    for key, value in metrics.items():
-        if key.startswith(METRIC_PREFIX):
-            key = key[len(METRIC_PREFIX):]
+    for key, value in strip_prefix(metrics).items():
         if key.startswith('AP_') and value is not None:
             out[key[3:]] = float(value)
     return out
