@@ -96,6 +96,18 @@ def freeze_all_but_lora(model: nn.Module) -> int:
     return trainable
 
 
+def freeze_matching(model: torch.nn.Module, patterns: Sequence[str]) -> int:
+    """Freeze the parameters whose name fully matches one of ``patterns``;
+    the others keep their ``requires_grad``. Returns the trainable count."""
+    compiled = [re.compile(p) for p in patterns]
+    trainable = 0
+    for name, param in model.named_parameters():
+        if any(p.fullmatch(name) for p in compiled):
+            param.requires_grad_(False)
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable
+
+
 def lora_groups(model: nn.Module,
                 group_pattern: str = DEFAULT_GROUP_PATTERN
                 ) -> 'OrderedDict[str, List[nn.Parameter]]':

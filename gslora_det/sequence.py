@@ -9,12 +9,22 @@ a previous run stopped (finished tasks are skipped, an interrupted task is
 resumed from its last checkpoint). After the last task it writes (and on
 every run refreshes) the run summary: ``summary.md``, ``summary.json`` and
 the run's plots (:mod:`gslora_det.report.summary`).
+
+Each task's child can be several processes (:class:`Launch`): through
+``torch.distributed.run`` (``launcher='pytorch'``, N processes per node) or
+as an ``srun`` job step of the current Slurm allocation
+(``launcher='slurm'``). The runner itself stays one process per node; only
+node 0 writes the run files (the tasks' files are written by rank 0 of
+each task, see ``ForgetTaskHook``).
 """
 import json
 import os
 import os.path as osp
+import shlex
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from gslora_det.checkpoint import find_resumable
@@ -28,6 +38,73 @@ class SequenceError(RuntimeError):
     """A sequence that cannot run, with the reason and the fix."""
 
 
+@dataclass
+class Launch:
+    """How each task's ``tools/train.py`` is started.
+
+    Args:
+        launcher (str): ``none`` (one process), ``pytorch`` (through
+            ``torch.distributed.run``) or ``slurm`` (an ``srun`` job step;
+            run the sequence once, inside an sbatch script or salloc).
+        nproc_per_node (int): Processes per node (``pytorch``).
+        nnodes (int): Nodes (``pytorch``); run the same command on each.
+        node_rank (int): This node's rank (``pytorch``).
+        master_addr (str): Address of node 0 (``pytorch``).
+        master_port (int): Free port on node 0 (``pytorch``).
+        srun_args (str): Extra ``srun`` arguments (``slurm``), e.g.
+            ``--ntasks=16 --ntasks-per-node=8 --gres=gpu:8``.
+    """
+    launcher: str = 'none'
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = '127.0.0.1'
+    master_port: int = 29500
+    srun_args: str = ''
+
+    def check(self) -> None:
+        if self.launcher not in ('none', 'pytorch', 'slurm'):
+            raise SequenceError(f'unknown launcher {self.launcher!r}; use '
+                                'none, pytorch or slurm')
+        if self.nproc_per_node < 1 or self.nnodes < 1 or not (
+                0 <= self.node_rank < self.nnodes):
+            raise SequenceError(
+                f'bad process layout: nproc_per_node={self.nproc_per_node}'
+                f', nnodes={self.nnodes}, node_rank={self.node_rank} '
+                '(need >= 1, >= 1 and 0 <= node_rank < nnodes)')
+        if self.launcher == 'slurm' and not shutil.which('srun'):
+            raise SequenceError('--launcher slurm needs srun on PATH: run '
+                                'the sequence on a Slurm node')
+        if self.launcher == 'slurm' and os.environ.get(
+                'SLURM_PROCID', '0') != '0':
+            raise SequenceError(
+                'tools/forget_sequence.py was started as several Slurm '
+                'tasks; start it once (in an sbatch script or under '
+                'salloc): with --launcher slurm it runs each task as an '
+                'srun job step over the allocation')
+
+    def command(self, python: str, train_script: str) -> List[str]:
+        """The command that starts ``train_script`` (arguments follow)."""
+        if self.launcher == 'pytorch':
+            return [python, '-m', 'torch.distributed.run',
+                    f'--nnodes={self.nnodes}',
+                    f'--node_rank={self.node_rank}',
+                    f'--master_addr={self.master_addr}',
+                    f'--nproc_per_node={self.nproc_per_node}',
+                    f'--master_port={self.master_port}', train_script]
+        if self.launcher == 'slurm':
+            return (['srun', '--kill-on-bad-exit=1'] +
+                    shlex.split(self.srun_args) +
+                    [python, '-u', train_script])
+        return [python, train_script]
+
+    @property
+    def writes_run_files(self) -> bool:
+        """Only node 0 writes the run's own files (several nodes share
+        the run directory)."""
+        return self.launcher != 'pytorch' or self.node_rank == 0
+
+
 def task_dir(work_dir: str, index: int) -> str:
     return osp.join(work_dir, f'task_{index}')
 
@@ -38,7 +115,8 @@ def task_done(folder: str) -> bool:
         osp.join(folder, MERGED))
 
 
-def _check_run_dir(work_dir: str, spec: Dict, overwrite: bool) -> None:
+def _check_run_dir(work_dir: str, spec: Dict, overwrite: bool,
+                   write: bool = True) -> None:
     """Refuse to mix two different sequences in one run directory."""
     path = osp.join(work_dir, 'sequence.json')
     if osp.isfile(path) and not overwrite:
@@ -49,8 +127,9 @@ def _check_run_dir(work_dir: str, spec: Dict, overwrite: bool) -> None:
                 f'{work_dir} holds a run of another sequence '
                 f'({old}). Use another --work-dir, or pass --overwrite to '
                 'start this sequence there anew.')
-    os.makedirs(work_dir, exist_ok=True)
-    atomic_write_text(path, json.dumps(spec, indent=2))
+    if write:
+        os.makedirs(work_dir, exist_ok=True)
+        atomic_write_text(path, json.dumps(spec, indent=2))
 
 
 def _remove_stale_temp_files(folder: str) -> None:
@@ -62,6 +141,18 @@ def _remove_stale_temp_files(folder: str) -> None:
             os.remove(osp.join(folder, name))
 
 
+def _wait_for(path: str, timeout_s: float = 300.0) -> None:
+    """Wait until another node's file shows up on this one."""
+    import time
+    deadline = time.time() + timeout_s
+    while not osp.isfile(path):
+        if time.time() > deadline:
+            raise SequenceError(
+                f'{path} did not appear within {timeout_s:.0f} s; the run '
+                'directory must be on a file system shared by all nodes')
+        time.sleep(2)
+
+
 def run_sequence(task_configs: Sequence[str],
                  base_checkpoint: str,
                  work_dir: str,
@@ -69,7 +160,8 @@ def run_sequence(task_configs: Sequence[str],
                  overwrite: bool = False,
                  train_script: Optional[str] = None,
                  python: str = sys.executable,
-                 summary_title: str = 'GS-LoRA forgetting run') -> List[Dict]:
+                 summary_title: str = 'GS-LoRA forgetting run',
+                 launch: Optional[Launch] = None) -> List[Dict]:
     """Run (or finish) every task of a sequence.
 
     Args:
@@ -83,10 +175,20 @@ def run_sequence(task_configs: Sequence[str],
         train_script (str, optional): ``tools/train.py`` to use.
         python (str): Interpreter for the child processes.
         summary_title (str): Heading of ``summary.md``.
+        launch (Launch, optional): How each task is started; one process
+            by default.
 
     Returns:
         list[dict]: The tasks' reports, in order.
     """
+    launch = launch or Launch()
+    launch.check()
+    writer = launch.writes_run_files
+    if overwrite and not writer:
+        raise SequenceError(
+            '--overwrite on a node other than node 0 could race with the '
+            'removal on node 0: empty the run directory first, then start '
+            'every node without --overwrite')
     if not osp.isfile(base_checkpoint):
         raise SequenceError(f'base checkpoint not found: {base_checkpoint}')
     for cfg in task_configs:
@@ -98,10 +200,9 @@ def run_sequence(task_configs: Sequence[str],
                 base_checkpoint=osp.normpath(base_checkpoint),
                 cfg_options=list(cfg_options or []))
     if overwrite and osp.isdir(work_dir):
-        import shutil
         for k in range(1, len(task_configs) + 1):
             shutil.rmtree(task_dir(work_dir, k), ignore_errors=True)
-    _check_run_dir(work_dir, spec, overwrite)
+    _check_run_dir(work_dir, spec, overwrite, write=writer)
 
     reports, previous = [], base_checkpoint
     for index, cfg in enumerate(task_configs, start=1):
@@ -110,8 +211,10 @@ def run_sequence(task_configs: Sequence[str],
             print(f'[sequence] task {index}: done already, skipping',
                   flush=True)
         else:
-            cmd = [python, train_script, cfg, '--work-dir', folder]
-            _remove_stale_temp_files(folder)
+            cmd = launch.command(python, train_script) + [
+                cfg, '--work-dir', folder]
+            if writer:
+                _remove_stale_temp_files(folder)
             resume_from = find_resumable(folder)
             if resume_from:
                 print(f'[sequence] task {index}: resuming from '
@@ -125,15 +228,21 @@ def run_sequence(task_configs: Sequence[str],
             options += list(cfg_options or [])
             if options:
                 cmd += ['--cfg-options'] + options
+            if launch.launcher != 'none':
+                cmd += ['--launcher', launch.launcher]
             result = subprocess.run(cmd)
             if result.returncode != 0:
                 raise SequenceError(
                     f'task {index} ({cfg}) failed with exit code '
                     f'{result.returncode}; fix the cause and run the same '
                     'command again to resume')
+        if not writer:  # node 0 wrote it; shared file systems may lag
+            _wait_for(osp.join(folder, REPORT))
         with open(osp.join(folder, REPORT)) as f:
             reports.append(json.load(f))
         previous = osp.join(folder, MERGED)
+    if not writer:
+        return reports
     from gslora_det.report.summary import write_run_summary
     write_run_summary(work_dir, reports, spec['tasks'], base_checkpoint,
                       cfg_options or [], title=summary_title)

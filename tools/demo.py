@@ -18,7 +18,6 @@ in all.
 """
 import argparse
 import os.path as osp
-import subprocess
 import sys
 import time
 
@@ -32,33 +31,11 @@ TASK_CONFIGS = [
 ]
 
 
-def publish_checkpoint(src: str, dst: str) -> None:
-    """Keep only weights and meta: the base model every task starts from."""
-    from gslora_det.checkpoint import (load_checkpoint_safely,
-                                       save_checkpoint_atomic)
-    ckpt = load_checkpoint_safely(src)
-    save_checkpoint_atomic(
-        dict(meta=ckpt.get('meta', {}), state_dict=ckpt['state_dict']), dst)
-
-
 def pretrain(work_dir: str) -> str:
     """Pretrain once; return the published base checkpoint."""
-    base = osp.join(work_dir, 'base.pth')
-    if osp.isfile(base):
-        print(f'[demo] pretrained base model found: {base}', flush=True)
-        return base
-    pre_dir = osp.join(work_dir, 'pretrain')
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-           PRETRAIN_CONFIG, '--work-dir', pre_dir]
-    if osp.isfile(osp.join(pre_dir, 'last_checkpoint')):
-        cmd.append('--resume')
-    print('[demo] pretraining the tiny Deformable DETR (~13 min on 2 '
-          'cores)...', flush=True)
-    subprocess.run(cmd, check=True)
-    with open(osp.join(pre_dir, 'last_checkpoint')) as f:
-        last = f.read().strip()
-    publish_checkpoint(last, base)
-    return base
+    from gslora_det.pretrain import pretrain_once
+    return pretrain_once(PRETRAIN_CONFIG, work_dir,
+                         what='the tiny Deformable DETR (~13 min on 2 cores)')
 
 
 def main():

@@ -13,11 +13,23 @@ plain mmdet checkpoint of the base architecture. After the last task (on
 every run) the run summary is written: ``<work-dir>/{summary.md,
 summary.json, group_norms.png, map_across_tasks.png}``. The base checkpoint
 is never written to.
+
+Several processes per task (docs/distributed.md)::
+
+    # N processes on this node (GPUs, or CPU processes with gloo)
+    python tools/forget_sequence.py TASKS... --base-checkpoint B \
+        --work-dir W --launcher pytorch --nproc-per-node N
+    # several nodes: the same command on each, with --nnodes,
+    # --node-rank, --master-addr, --master-port
+    # Slurm: once, inside an sbatch script; each task is an srun step
+    python tools/forget_sequence.py TASKS... --base-checkpoint B \
+        --work-dir W --launcher slurm [--srun-args "--ntasks=16 ..."]
 """
 import argparse
 import sys
 
-from gslora_det.sequence import SequenceError, format_table, run_sequence
+from gslora_det.sequence import (Launch, SequenceError, format_table,
+                                 run_sequence)
 
 
 def main():
@@ -29,11 +41,27 @@ def main():
                         help='key=value overrides for every task')
     parser.add_argument('--overwrite', action='store_true',
                         help='start anew in a run dir of another sequence')
+    dist = parser.add_argument_group(
+        'distributed', 'how each task is started (as tools/dist_train.sh '
+        'and tools/slurm_train.sh do)')
+    dist.add_argument('--launcher', default='none',
+                      choices=['none', 'pytorch', 'slurm'])
+    dist.add_argument('--nproc-per-node', type=int, default=1,
+                      help='processes per node (pytorch)')
+    dist.add_argument('--nnodes', type=int, default=1)
+    dist.add_argument('--node-rank', type=int, default=0)
+    dist.add_argument('--master-addr', default='127.0.0.1')
+    dist.add_argument('--master-port', type=int, default=29500)
+    dist.add_argument('--srun-args', default='',
+                      help='extra srun arguments (slurm), one string')
     args = parser.parse_args()
+    launch = Launch(args.launcher, args.nproc_per_node, args.nnodes,
+                    args.node_rank, args.master_addr, args.master_port,
+                    args.srun_args)
     try:
         reports = run_sequence(args.task_configs, args.base_checkpoint,
                                args.work_dir, args.cfg_options,
-                               args.overwrite)
+                               args.overwrite, launch=launch)
     except SequenceError as err:
         sys.exit(f'error: {err}')
     print(format_table(reports))

@@ -58,6 +58,7 @@ def parse_args():
 def main():
     args = parse_args()
     from gslora_det.config_checks import ConfigError
+    from gslora_det.distributed import LaunchError, setup_cpu_distributed
     from gslora_det.evaluation.evaluate import (prepare_forgetting_test,
                                                 run_test)
     from gslora_det.io_utils import atomic_write_text
@@ -80,7 +81,9 @@ def main():
     try:
         forgetting = prepare_forgetting_test(
             cfg, args.forget_classes, args.previously_forgotten, before)
-    except ConfigError as err:
+        # Without CUDA: gloo for a multi-process test (as tools/train.py).
+        setup_cpu_distributed(cfg, args.launcher)
+    except (ConfigError, LaunchError) as err:
         sys.exit(f'error: {err}')
     if args.plot_dir and not forgetting:
         sys.exit('error: --plot-dir needs the class lists: pass '

@@ -3,12 +3,14 @@
 Usage::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
-        [--cfg-options key=value ...] [--launcher pytorch]
+        [--cfg-options key=value ...] [--launcher pytorch|slurm|mpi]
 
 Same flags as MMDetection's ``tools/train.py``. Before the Runner is built,
 the config is checked (data files, class names, forget-task class lists,
 checkpoint class count) so that bad input fails with a clear message instead
-of a traceback from inside mmdet.
+of a traceback from inside mmdet. Several processes: tools/dist_train.sh
+or tools/slurm_train.sh (docs/distributed.md); without CUDA they use the
+gloo backend.
 """
 import argparse
 import os
@@ -46,6 +48,7 @@ def main():
     args = parse_args()
     # Imported here so that `--help` works even before installation.
     from gslora_det.config_checks import ConfigError, prepare_config
+    from gslora_det.distributed import LaunchError, setup_cpu_distributed
 
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -67,7 +70,10 @@ def main():
 
     try:
         prepare_config(cfg, mode='train')
-    except ConfigError as err:
+        # Without CUDA: gloo, and DDP without device ids (mmengine's
+        # launchers assume GPUs); a no-op on GPU machines.
+        setup_cpu_distributed(cfg, args.launcher)
+    except (ConfigError, LaunchError) as err:
         sys.exit(f'error: {err}')
 
     if 'runner_type' not in cfg:

@@ -194,7 +194,13 @@ def main():
     failures = []
     check_hashes(manifest, paths, failures)
     done = ['3 sha256 match' if not failures else '']
-    done.append(check_merge(paths, args.tolerance, failures))
+    method_cfg = (manifest.get('settings') or {}).get('method_cfg') or {}
+    if method_cfg.get('use_lora', True):
+        done.append(check_merge(paths, args.tolerance, failures))
+    else:  # a full fine-tuning baseline: its adapter file is empty
+        done.append(f'method {manifest["settings"].get("method")!r} trains '
+                    'the weights directly, so merged = input + adapter does '
+                    'not apply')
     if not args.skip_eval:
         done.append(check_forgetting(args, manifest, failures))
     if failures:

@@ -13,6 +13,9 @@ load_from = 'checkpoints/deformable-detr_r50_16xb2-50e_coco_20221029_210934-6bc7
 data_root = 'data/coco/'
 model = dict(
     type='GSLoRADeformableDETR',
+    # 'gslora', or a baseline: see gslora_det/baselines/methods.py
+    # (`--cfg-options model.method=ewc`).
+    method='gslora',
     # The checkpoint holds the backbone: no torchvision download.
     backbone=dict(init_cfg=None),
     lora_cfg=dict(rank=8, alpha=1.0),
@@ -78,5 +81,11 @@ optim_wrapper = dict(
 param_scheduler = []  # no LR decay in effect in the reference
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
-custom_hooks = [dict(type='ForgetTaskHook')]
+# BaselineStateHook: θ*/Ω/teacher of the baselines (no-op for GS-LoRA);
+# TrainCostHook: the memory of one training iteration (train_cost.json).
+custom_hooks = [
+    dict(type='BaselineStateHook'),
+    dict(type='ForgetTaskHook'),
+    dict(type='TrainCostHook'),
+]
 auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -15,6 +15,9 @@ _base_ = [
 # the demo must fit in 30 minutes on 2 cores).
 model = dict(
     type='GSLoRADeformableDETR',
+    # 'gslora', or a baseline: see gslora_det/baselines/methods.py
+    # (`--cfg-options model.method=ewc`).
+    method='gslora',
     lora_cfg=dict(rank=8, alpha=1.0),
     forget_cfg=dict(beta=0.5, bound=5.0, use_aux_loss=False),
     group_lasso_cfg=dict(alpha=3e-4, warmup_iters=0),
@@ -86,6 +89,12 @@ default_hooks = dict(
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=100,
         max_keep_ckpts=1))
-custom_hooks = [dict(type='ForgetTaskHook')]
+# BaselineStateHook: θ*/Ω/teacher of the baselines (no-op for GS-LoRA);
+# TrainCostHook: the memory of one training iteration (train_cost.json).
+custom_hooks = [
+    dict(type='BaselineStateHook'),
+    dict(type='ForgetTaskHook'),
+    dict(type='TrainCostHook'),
+]
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -1,1 +1,3 @@
+from gslora_det.hooks.baseline_state_hook import BaselineStateHook  # noqa
 from gslora_det.hooks.forget_task_hook import ForgetTaskHook  # noqa: F401
+from gslora_det.hooks.train_cost_hook import TrainCostHook  # noqa: F401

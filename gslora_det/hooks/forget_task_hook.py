@@ -10,7 +10,10 @@
   per-class AP plot ``per_class_ap.png`` and, last (it marks the task
   done), ``forget_report.json`` with before/after metrics and group norms.
 
-Only rank 0 writes files; every rank computes the same values.
+Only rank 0 writes files; every rank computes the same values (the LoRA
+weights are DDP-synchronised, metrics are gathered and broadcast by
+mmengine's evaluator), and every rank leaves ``after_train`` only once rank
+0 has written its files.
 """
 import json
 import os.path as osp
@@ -18,7 +21,7 @@ import time
 from typing import Dict, Optional
 
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import barrier, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
@@ -129,8 +132,19 @@ class ForgetTaskHook(Hook):
         for _, module in lora_modules(model):
             module.merge(safe_merge=True)  # refuses NaN/Inf
         merged = merged_state_dict(model)
-        if not is_main_process():
-            return
+        if is_main_process():
+            self._write_outputs(runner, model, adapter, merged, after, norms,
+                                trainable, total, train_time)
+        # The other ranks wait for rank 0's files, so that whatever starts
+        # next when every process has exited (the sequence's next task, on
+        # any node) finds them. A no-op without a process group.
+        barrier()
+
+    def _write_outputs(self, runner, model, adapter: Dict, merged: Dict,
+                       after: Dict, norms: Dict[str, float], trainable: int,
+                       total: int, train_time: float) -> None:
+        """Write the adapter, merged checkpoint, manifest, plot and
+        report (rank 0 only)."""
         work_dir = runner.work_dir
         cfg = runner.cfg
         task = dict(cfg.get('forget_task', {}))
@@ -151,6 +165,8 @@ class ForgetTaskHook(Hook):
                                osp.join(work_dir, self.merged_name))
         report = self.build_report(task, sets, self._before, after, norms,
                                    trainable, total, train_time)
+        report['method'] = getattr(model, 'method', 'gslora')
+        report['train_iters'] = runner.iter
         self._write_manifest(runner, model, task, sets, after)
         if self.plot_name:
             try:
@@ -185,7 +201,8 @@ class ForgetTaskHook(Hook):
         except Exception:  # yapf trouble: the dict below is still complete
             config_text = None
         settings = {k: getattr(model, k, None) for k in (
-            'lora_cfg', 'forget_cfg', 'group_lasso_cfg', 'prototype_cfg')}
+            'method', 'method_cfg', 'lora_cfg', 'forget_cfg',
+            'group_lasso_cfg', 'prototype_cfg')}
         settings.update(replay=cfg.get('replay'), forget_task=task,
                         optimizer=cfg.get('optim_wrapper'),
                         train_cfg=cfg.get('train_cfg'))

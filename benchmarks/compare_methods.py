@@ -1,0 +1,270 @@
+"""GS-LoRA against its baselines on the built-in sequence, in one run.
+
+Every method forgets the same tasks from the same base checkpoint with the
+same data, batches and schedule (``tools/forget_sequence.py`` with
+``model.method=<method>``); a retrain-from-scratch oracle trains on the
+retained data of each task. Then the methods' training iterations and
+their merged models' inference are timed side by side in this process
+(:mod:`gslora_det.benchmark.costs`), and one table is written.
+
+Usage::
+
+    python benchmarks/compare_methods.py \\
+        [--base-checkpoint work_dirs/demo/base.pth] \\
+        [--work-dir work_dirs/benchmark] [--tasks 2] [--iters 150] \\
+        [--methods gslora lora ...] [--oracle-epochs 2] [--no-oracle]
+
+Writes ``<work-dir>/methods.{md,json,png}``. Finished runs are reused, so
+an interrupted benchmark continues where it stopped.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+TASK_CONFIGS = [
+    osp.join(REPO, 'configs', 'shapes',
+             f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
+    for k in (1, 2, 3)
+]
+PRETRAIN_CONFIG = osp.join(REPO, 'configs', 'shapes',
+                           'deformable-detr_r18-tiny_5e_shapes.py')
+#: Costs are reported as ratios to this method's.
+REFERENCE = 'full_ft_gslora_loss'
+
+
+def parse_args():
+    from gslora_det.baselines.methods import METHOD_PRESETS
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--base-checkpoint', default='work_dirs/demo/base.pth',
+                   help='pretrained model (made by tools/demo.py if absent)')
+    p.add_argument('--work-dir', default='work_dirs/benchmark')
+    p.add_argument('--methods', nargs='+', default=list(METHOD_PRESETS),
+                   choices=list(METHOD_PRESETS))
+    p.add_argument('--tasks', type=int, default=2, choices=(1, 2, 3),
+                   help='first N tasks of the built-in sequence')
+    p.add_argument('--iters', type=int, default=150,
+                   help='training iterations per task (config: 300)')
+    p.add_argument('--oracle-epochs', type=int, default=2,
+                   help='epochs of the retrain oracle (base model: 5)')
+    p.add_argument('--no-oracle', action='store_true')
+    p.add_argument('--timing-rounds', type=int, default=3)
+    p.add_argument('--cfg-options', nargs='+', default=[],
+                   help='key=value overrides for every task run')
+    p.add_argument('--oracle-cfg-options', nargs='+', default=[],
+                   help='key=value overrides for the oracle training')
+    return p.parse_args()
+
+
+def task_options(iters: int) -> list:
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={max(iters // 2, 1)}']
+
+
+def run_method(method, args, base):
+    """The method's sequence (resumed if partly done) and its wall time."""
+    from gslora_det.sequence import SequenceError, run_sequence
+    from gslora_det.io_utils import atomic_write_text
+    folder = osp.join(args.work_dir, method)
+    wall_file = osp.join(folder, 'wall_time.json')
+    start = time.time()
+    try:
+        reports = run_sequence(
+            TASK_CONFIGS[:args.tasks], base, folder,
+            cfg_options=([f'model.method={method}'] + task_options(args.iters)
+                         + args.cfg_options),
+            summary_title=f'benchmark: {method}')
+    except SequenceError as err:  # e.g. gradient ascent diverging
+        print(f'[benchmark] {method} failed: {err}', flush=True)
+        return None, None, str(err)
+    wall = time.time() - start
+    if osp.isfile(wall_file):  # finished earlier: keep the first timing
+        with open(wall_file) as f:
+            wall = json.load(f)['wall_s'] + (wall if wall > 60 else 0)
+    atomic_write_text(wall_file, json.dumps(dict(wall_s=wall)))
+    return reports, wall, None
+
+
+def run_oracle(args, base, base_ap):
+    """Retrain from scratch on each task's retained data; evaluate."""
+    from gslora_det.evaluation.evaluate import strip_prefix
+    from gslora_det.evaluation.hmean import h_mean
+    from gslora_det.io_utils import atomic_write_text
+    from mmengine.config import Config
+    reports, wall = [], 0.0
+    for k, task_cfg in enumerate(TASK_CONFIGS[:args.tasks], start=1):
+        task = Config.fromfile(task_cfg).forget_task
+        folder = osp.join(args.work_dir, 'retrain', f'task_{k}')
+        report_file = osp.join(folder, 'forget_report.json')
+        if osp.isfile(report_file):
+            with open(report_file) as f:
+                reports.append(json.load(f))
+            wall += reports[-1]['wall_s']
+            continue
+        os.makedirs(folder, exist_ok=True)
+        start = time.time()
+        cfg_file = osp.join(folder, 'retrain_config.py')
+        forgotten = list(task.previously_forgotten) + list(
+            task.forget_classes)
+        epochs = args.oracle_epochs
+        atomic_write_text(cfg_file, RETRAIN_TEMPLATE.format(
+            base=PRETRAIN_CONFIG, epochs=epochs, milestone=max(epochs - 1, 1),
+            forget=list(task.forget_classes),
+            old=list(task.previously_forgotten)))
+        resume = ['--resume'] if osp.isfile(
+            osp.join(folder, 'last_checkpoint')) else []
+        tool = osp.join(REPO, 'tools')
+        options = (['--cfg-options', *args.oracle_cfg_options]
+                   if args.oracle_cfg_options else [])
+        subprocess.run([sys.executable, osp.join(tool, 'train.py'), cfg_file,
+                        '--work-dir', folder, *resume, *options], check=True)
+        ckpt = osp.join(folder, f'epoch_{epochs}.pth')
+        metrics_file = osp.join(folder, 'metrics.json')
+        subprocess.run([sys.executable, osp.join(tool, 'test.py'),
+                        PRETRAIN_CONFIG, ckpt, '--work-dir', folder,
+                        '--out', metrics_file, '--forget-classes',
+                        *task.forget_classes, '--previously-forgotten',
+                        *task.previously_forgotten], check=True)
+        with open(metrics_file) as f:
+            after = strip_prefix(json.load(f))
+        f_before = sum(base_ap[c] for c in task.forget_classes) / len(
+            task.forget_classes)
+        report = dict(
+            task=k, method='retrain', checkpoint=ckpt,
+            forgotten=forgotten, mAP_forget_before=f_before,
+            mAP_forget_after=after['mAP_forget'],
+            mAP_retain_after=after['mAP_retain'],
+            mAP_old_after=after.get('mAP_old'),
+            h_mean=h_mean(f_before, after['mAP_forget'],
+                          after['mAP_retain']),
+            residual_after={k2: v for k2, v in after.items()
+                            if k2.startswith('residual')},
+            wall_s=time.time() - start)
+        atomic_write_text(report_file, json.dumps(report, indent=2))
+        reports.append(report)
+        wall += report['wall_s']
+    return reports, wall
+
+
+RETRAIN_TEMPLATE = '''# Written by benchmarks/compare_methods.py: the retrain oracle.
+_base_ = [{base!r}]
+custom_imports = dict(imports=['gslora_det'], allow_failed_imports=False)
+max_epochs = {epochs}
+train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+         end=100),
+    dict(type='MultiStepLR', begin=0, end={epochs}, by_epoch=True,
+         milestones=[{milestone}], gamma=0.1)
+]
+# Every image with a retained object; forgotten objects are background.
+train_dataloader = dict(dataset=dict(
+    type='ForgetRetainCocoDataset', role='retain', forget_classes={forget},
+    previously_forgotten={old}, sample_ratio=1.0, sample_seed=0))
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
+'''
+
+
+def measure_costs(args, base, methods, final_ckpts):
+    """Side-by-side training and inference costs (see the module doc)."""
+    import torch
+    from mmengine.config import Config
+    from gslora_det.benchmark import costs
+    from mmengine.config import DictAction
+    options = {'load_from': base}
+    for item in args.cfg_options:  # same parsing as --cfg-options
+        key, _, value = item.partition('=')
+        options[key] = DictAction._parse_iterable(value)
+    cfg = costs.load_train_config(TASK_CONFIGS[0], options)
+    batches = costs.train_batches(cfg, 3)
+    models = {}
+    for method in methods:
+        torch.manual_seed(0)
+        model = costs.build_model({**cfg.model, 'method': method}, base)
+        model.train()
+        costs.prepare_method_state(model, batches)
+        models[method] = model
+    pre = Config.fromfile(PRETRAIN_CONFIG)
+    if 'retrain' in final_ckpts:
+        models['retrain'] = costs.build_model(pre.model, base).train()
+    print(f'[benchmark] timing training iterations of {list(models)}...',
+          flush=True)
+    optim = cfg.optim_wrapper
+    train = costs.measure_training(
+        models, batches, lr=optim.optimizer.lr,
+        max_norm=(optim.get('clip_grad') or {}).get('max_norm', 0),
+        rounds=args.timing_rounds)
+    del models
+    val_cfg = dict(pre.val_dataloader, num_workers=0,
+                   persistent_workers=False, batch_size=8)
+    from mmengine.runner import Runner
+    val = [b for _, b in zip(range(8), Runner.build_dataloader(val_cfg))]
+    print('[benchmark] timing inference of the merged models...',
+          flush=True)
+    infer = costs.measure_inference(
+        pre.model, {'base': base, **final_ckpts}, val, rounds=5)
+    return train, infer
+
+
+def main():
+    args = parse_args()
+    from gslora_det.benchmark.table import method_row, write_results
+    from gslora_det.data.shapes import (generate_shapes_dataset,
+                                        shapes_dataset_ready)
+    start = time.time()
+    if not shapes_dataset_ready('data/shapes'):
+        generate_shapes_dataset('data/shapes')
+    base = args.base_checkpoint
+    if not osp.isfile(base):
+        sys.path.insert(0, osp.join(REPO, 'tools'))
+        from demo import pretrain
+        base = pretrain(osp.dirname(base) or '.')
+    runs, errors = {}, {}
+    for method in args.methods:
+        reports, wall, error = run_method(method, args, base)
+        if error:
+            errors[method] = error
+        else:
+            runs[method] = (reports, wall)
+    base_ap = runs[next(iter(runs))][0][0]['per_class_AP_before']
+    if not args.no_oracle:
+        runs['retrain'] = run_oracle(args, base, base_ap)
+    finals = {m: osp.join(args.work_dir, m, f'task_{args.tasks}',
+                          'merged.pth') for m in runs if m != 'retrain'}
+    if 'retrain' in runs:
+        finals['retrain'] = runs['retrain'][0][-1]['checkpoint']
+    train, infer = measure_costs(args, base,
+                                 [m for m in runs if m != 'retrain'], finals)
+    rows = [method_row(m, reports, train.get(m), train.get(REFERENCE),
+                       infer.get(m), infer['base'], wall)
+            for m, (reports, wall) in runs.items()]
+    rows += [dict(method=m, label=m, error=e, h_mean_per_task=[],
+                  h_mean_avg=None) for m, e in errors.items()]
+    import torch
+    settings = dict(
+        tasks=args.tasks, iters_per_task=args.iters,
+        oracle_epochs=None if args.no_oracle else args.oracle_epochs,
+        base_checkpoint=base, reference_for_ratios=REFERENCE,
+        machine=f'{platform.machine()}, {os.cpu_count()} CPU cores'
+        + (f', {torch.cuda.get_device_name()}' if torch.cuda.is_available()
+           else ', no GPU'),
+        torch=torch.__version__, total_wall_min=(time.time() - start) / 60,
+        command=' '.join(['python', 'benchmarks/compare_methods.py'] +
+                         sys.argv[1:]))
+    out = write_results([r for r in rows if 'error' not in r] +
+                        [r for r in rows if 'error' in r],
+                        osp.join(args.work_dir, 'methods'), settings)
+    with open(out['md']) as f:
+        print('\n' + f.read())
+    print(f'[benchmark] {settings["total_wall_min"]:.1f} min; wrote '
+          f'{", ".join(out.values())}')
+
+
+if __name__ == '__main__':
+    main()

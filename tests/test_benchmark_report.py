@@ -1,0 +1,82 @@
+"""The benchmark's and the α sweep's tables and plots, on hand-made
+reports (the runs themselves are benchmarks, not tests)."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+from conftest import REPO
+from gslora_det.benchmark.table import (markdown_table, method_row,
+                                        write_results)
+
+
+def report(task, forget_after, retain_after, h, norms=None):
+    return dict(task=task, mAP_forget_before=0.8,
+                mAP_forget_after=forget_after, mAP_retain_before=0.85,
+                mAP_retain_after=retain_after, mAP_old_after=0.01 * task,
+                h_mean=h, trainable_params=61440,
+                residual_after={'residual_own@0.3': 0.0,
+                                'residual_any@0.3': 0.25},
+                group_norms=norms or {'encoder.layers.0': 5.0,
+                                      'decoder.layers.0': 0.01})
+
+
+def cost(sec, mib, trainable=61440):
+    return dict(sec_per_iter=sec, memory=dict(
+        train_tensor_bytes=mib * 2**20, trainable_params=trainable))
+
+
+def test_method_row_ratios_and_finals():
+    row = method_row('gslora', [report(1, 0.0, 0.8, 0.8),
+                                report(2, 0.1, 0.7, 0.6)],
+                     cost=cost(0.5, 100), reference_cost=cost(2.0, 400),
+                     inference=dict(sec_per_image=0.0105, params=10),
+                     base_inference=dict(sec_per_image=0.01, params=10),
+                     wall_s=600)
+    assert row['h_mean_avg'] == pytest.approx(0.7)
+    assert (row['mAP_forget_final'], row['mAP_old_final'],
+            row['mAP_retain_final']) == (0.1, 0.02, 0.7)
+    assert row['time_ratio'] == pytest.approx(0.25)
+    assert row['memory_ratio'] == pytest.approx(0.25)
+    assert row['inference_ratio'] == pytest.approx(1.05)
+    assert row['params_identical'] is True
+    assert row['residual_any_final'] == 0.25
+    assert row['wall_min'] == pytest.approx(10)
+    table = markdown_table([row])
+    assert '| GS-LoRA | 80.0 / 60.0 | **70.0** | 10.0 / 2.0 / 70.0 |' in table
+    assert '0.50 (0.25)' in table and '| 1.05 | yes | 10.0 |' in table
+
+
+def test_write_results(tmp_path):
+    rows = [method_row(m, [report(1, 0.0, 0.8, h)])
+            for m, h in (('gslora', 0.8), ('ewc', 0.5))]
+    out = write_results(rows, str(tmp_path / 'methods'), dict(tasks=1))
+    for path in out.values():
+        assert osp.getsize(path) > 0
+    with open(out['json']) as f:
+        assert json.load(f)['settings'] == dict(tasks=1)
+    with open(out['png'], 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def load_sweep():
+    spec = importlib.util.spec_from_file_location(
+        'alpha_sweep', osp.join(REPO, 'benchmarks', 'alpha_sweep.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alpha_sweep_counts_groups_below_one_percent(tmp_path):
+    sweep = load_sweep()
+    rows = [sweep.sweep_row(0.0, [report(1, 0.0, 0.8, 0.8, {
+                'encoder.layers.0': 5.0, 'decoder.layers.0': 4.0})], 0.01),
+            sweep.sweep_row(0.1, [report(1, 0.0, 0.8, 0.79)], 0.01)]
+    assert rows[0]['fraction_off'] == 0.0
+    assert rows[1]['fraction_off'] == 0.5
+    assert rows[1]['tasks'][0]['off'] == ['decoder.layers.0']
+    table = sweep.markdown(rows)
+    assert '| 0.1 | 1/2 (50 %: decoder.layers.0) | 79.0 |' in table
+    path = sweep.plot(rows, str(tmp_path / 'sweep.png'))
+    assert osp.getsize(path) > 0
