@@ -201,3 +201,19 @@ def test_baseline_task_runs_and_checkpoints_its_state(
                     osp.join(work, 'manifest.json'), '--skip-eval',
                     cwd=workspace)
     assert 'trains the weights directly' in proc.stdout
+
+
+def test_background_term_pushes_forget_images_to_no_object():
+    torch.manual_seed(0)
+    cfg = model_cfg()
+    cfg['forget_cfg'] = {**cfg['forget_cfg'], 'background_weight': 2.0}
+    model = MODELS.build(cfg)
+    model.init_weights()
+    x, samples = batch(('retain', 'forget'))
+    losses = model.loss(x, samples)
+    bg = model._background_cls_loss(*[t[-1] for t in model.forward_heads(
+        x, samples)[:2]], [1], samples) / 2  # 2 forgotten objects
+    assert losses['f.loss_bg'].item() == pytest.approx(2.0 * bg.item(),
+                                                       rel=1e-5)
+    off = MODELS.build(model_cfg())
+    assert 'f.loss_bg' not in off.loss(x, samples)

@@ -77,6 +77,6 @@ def test_alpha_sweep_counts_groups_below_one_percent(tmp_path):
     assert rows[1]['fraction_off'] == 0.5
     assert rows[1]['tasks'][0]['off'] == ['decoder.layers.0']
     table = sweep.markdown(rows)
-    assert '| 0.1 | 1/2 (50 %: decoder.layers.0) | 79.0 |' in table
+    assert '| 0.1 | 1/2 (50 %: decoder.layers.0) | 5 | 79.0 |' in table
     path = sweep.plot(rows, str(tmp_path / 'sweep.png'))
     assert osp.getsize(path) > 0

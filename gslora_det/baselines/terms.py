@@ -50,6 +50,20 @@ class BaselineTermsMixin:
                                    list(range(len(index))),
                                    [samples[i] for i in index]))
 
+    def _background_cls_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
+                             index: List[int],
+                             samples: SampleList) -> Tensor:
+        """Classification loss of images ``index`` with every query's
+        target "no object" (the head sums it: no positives to average
+        over)."""
+        empty = [InstanceData(bboxes=bbox_preds.new_zeros((0, 4)),
+                              labels=torch.zeros(0, dtype=torch.long,
+                                                 device=bbox_preds.device))
+                 for _ in index]
+        return self.bbox_head.loss_by_feat_single(
+            cls_scores[index], bbox_preds[index], empty,
+            [samples[i].metainfo for i in index])[0]
+
     def _forget_losses(self, cls_scores: Tensor, bbox_preds: Tensor,
                        forget: List[int], samples: SampleList,
                        tag: str) -> Dict[str, Tensor]:
@@ -58,16 +72,20 @@ class BaselineTermsMixin:
         weight = self.method_cfg['forget_weight']
         weight = self.forget_cfg['beta'] if weight is None else weight
         if mode == 'relabel':  # forgotten objects become background
-            cls, box, iou = self.bbox_head.loss_by_feat_single(
-                cls_scores[forget], bbox_preds[forget],
-                [InstanceData(bboxes=bbox_preds.new_zeros((0, 4)),
-                              labels=torch.zeros(0, dtype=torch.long,
-                                                 device=bbox_preds.device))
-                 for _ in forget], [samples[i].metainfo for i in forget])
-            return {f'{tag}f.loss_cls': weight * cls}
+            return {f'{tag}f.loss_cls': weight * self._background_cls_loss(
+                cls_scores, bbox_preds, forget, samples)}
         cls, box, iou = self._head_loss(cls_scores, bbox_preds, forget,
                                         samples)
         out = {f'{tag}f.cls': cls.detach()}
+        bg_weight = self.forget_cfg.get('background_weight', 0.0)
+        if bg_weight and mode == 'bounded':
+            # Every query on forget images towards "no object": the negated
+            # loss alone also rewards other classes' scores there, which
+            # relabels forgotten objects instead of erasing them. Scaled
+            # per forgotten object, like the head's own loss.
+            count = sum(len(samples[i].gt_instances) for i in forget)
+            out[f'{tag}f.loss_bg'] = bg_weight * self._background_cls_loss(
+                cls_scores, bbox_preds, forget, samples) / max(count, 1)
         if mode == 'ascent':  # unbounded: nothing stops it
             out[f'{tag}f.loss_ascent'] = -weight * (cls + box + iou)
         else:

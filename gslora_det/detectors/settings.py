@@ -19,6 +19,9 @@ DEFAULT_FORGET_CFG = dict(
     beta=0.15,  # weight of the forget loss (reference: 0.015-0.6 per task)
     bound=15.0,  # BND: the negated classification loss stops at this value
     use_aux_loss=False,  # the reference turns auxiliary decoder losses off
+    # Weight of a "no object" classification term on forget images, per
+    # forgotten object (0: the reference's loss). Counters relabelling.
+    background_weight=0.0,
 )
 #: Group-sparse penalty settings.
 DEFAULT_GROUP_LASSO_CFG = dict(
@@ -55,6 +58,8 @@ def check_constants(lora_cfg: dict, forget_cfg: dict,
                     group_lasso_cfg: dict) -> None:
     """Refuse negative weights and bounds and a non-positive LoRA rank."""
     checks = [('forget_cfg.beta', forget_cfg['beta']),
+              ('forget_cfg.background_weight',
+               forget_cfg['background_weight']),
               ('forget_cfg.bound', forget_cfg['bound']),
               ('group_lasso_cfg.alpha', group_lasso_cfg['alpha']),
               ('group_lasso_cfg.warmup_iters',
