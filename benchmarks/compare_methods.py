@@ -55,6 +55,11 @@ def parse_args():
                    help='epochs of the retrain oracle (base model: 5)')
     p.add_argument('--no-oracle', action='store_true')
     p.add_argument('--timing-rounds', type=int, default=3)
+    p.add_argument('--oracle-only', action='store_true',
+                   help='only run the retrain oracle (a second process)')
+    p.add_argument('--runs-only', action='store_true',
+                   help='only run the methods (e.g. a second process '
+                   'sharing the work), no oracle, costs or table')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='key=value overrides for every task run')
     p.add_argument('--oracle-cfg-options', nargs='+', default=[],
@@ -102,12 +107,14 @@ def run_oracle(args, base, base_ap):
         task = Config.fromfile(task_cfg).forget_task
         folder = osp.join(args.work_dir, 'retrain', f'task_{k}')
         report_file = osp.join(folder, 'forget_report.json')
+        _wait_for_other_process(folder, report_file)
         if osp.isfile(report_file):
             with open(report_file) as f:
                 reports.append(json.load(f))
             wall += reports[-1]['wall_s']
             continue
         os.makedirs(folder, exist_ok=True)
+        atomic_write_text(osp.join(folder, 'running.pid'), str(os.getpid()))
         start = time.time()
         cfg_file = osp.join(folder, 'retrain_config.py')
         forgotten = list(task.previously_forgotten) + list(
@@ -147,9 +154,26 @@ def run_oracle(args, base, base_ap):
                             if k2.startswith('residual')},
             wall_s=time.time() - start)
         atomic_write_text(report_file, json.dumps(report, indent=2))
+        os.remove(osp.join(folder, 'running.pid'))
         reports.append(report)
         wall += report['wall_s']
     return reports, wall
+
+
+def _wait_for_other_process(folder: str, report_file: str) -> None:
+    """Another benchmark process (``--oracle-only``) may be training this
+    oracle task: wait for its report rather than train it twice."""
+    pid_file = osp.join(folder, 'running.pid')
+    while osp.isfile(pid_file) and not osp.isfile(report_file):
+        with open(pid_file) as f:
+            pid = int(f.read().strip() or 0)
+        if pid == os.getpid():
+            return
+        try:
+            os.kill(pid, 0)
+        except OSError:  # that process is gone: take the task over
+            return
+        time.sleep(10)
 
 
 RETRAIN_TEMPLATE = '''# Written by benchmarks/compare_methods.py: the retrain oracle.
@@ -226,12 +250,19 @@ def main():
         from demo import pretrain
         base = pretrain(osp.dirname(base) or '.')
     runs, errors = {}, {}
+    if args.oracle_only:
+        with open(osp.join(args.work_dir, 'gslora', 'task_1',
+                           'forget_report.json')) as f:
+            run_oracle(args, base, json.load(f)['per_class_AP_before'])
+        return
     for method in args.methods:
         reports, wall, error = run_method(method, args, base)
         if error:
             errors[method] = error
         else:
             runs[method] = (reports, wall)
+    if args.runs_only:
+        return
     base_ap = runs[next(iter(runs))][0][0]['per_class_AP_before']
     if not args.no_oracle:
         runs['retrain'] = run_oracle(args, base, base_ap)
