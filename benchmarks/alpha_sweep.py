@@ -25,11 +25,8 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-TASK_CONFIGS = [
-    osp.join(REPO, 'configs', 'shapes',
-             f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
-    for k in (1, 2, 3)
-]
+from gslora_det.pretrain import (  # noqa: E402  (after the path setup)
+    SHAPES_TASK_CONFIGS as TASK_CONFIGS)
 DEFAULT_ALPHAS = [0.0, 3e-4, 3e-3, 1e-2, 3e-2, 0.1]
 
 

@@ -28,13 +28,9 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-TASK_CONFIGS = [
-    osp.join(REPO, 'configs', 'shapes',
-             f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
-    for k in (1, 2, 3)
-]
-PRETRAIN_CONFIG = osp.join(REPO, 'configs', 'shapes',
-                           'deformable-detr_r18-tiny_5e_shapes.py')
+from gslora_det.pretrain import (  # noqa: E402  (after the path setup)
+    SHAPES_PRETRAIN_CONFIG as PRETRAIN_CONFIG,
+    SHAPES_TASK_CONFIGS as TASK_CONFIGS, pretrain_once)
 #: Costs are reported as ratios to this method's.
 REFERENCE = 'full_ft_gslora_loss'
 
@@ -200,13 +196,14 @@ def measure_costs(args, base, methods, final_ckpts):
     import torch
     from mmengine.config import Config
     from gslora_det.benchmark import costs
+    from gslora_det.hooks.baseline_state_hook import first_train_batches
     from mmengine.config import DictAction
     options = {'load_from': base}
     for item in args.cfg_options:  # same parsing as --cfg-options
         key, _, value = item.partition('=')
         options[key] = DictAction._parse_iterable(value)
     cfg = costs.load_train_config(TASK_CONFIGS[0], options)
-    batches = costs.train_batches(cfg, 3)
+    batches = first_train_batches(cfg, 3)
     models = {}
     for method in methods:
         torch.manual_seed(0)
@@ -246,9 +243,8 @@ def main():
         generate_shapes_dataset('data/shapes')
     base = args.base_checkpoint
     if not osp.isfile(base):
-        sys.path.insert(0, osp.join(REPO, 'tools'))
-        from demo import pretrain
-        base = pretrain(osp.dirname(base) or '.')
+        base = pretrain_once(PRETRAIN_CONFIG, osp.dirname(base) or '.',
+                             tag='benchmark')
     runs, errors = {}, {}
     if args.oracle_only:
         with open(osp.join(args.work_dir, 'gslora', 'task_1',

@@ -10,6 +10,15 @@ import sys
 from typing import Sequence
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: The built-in shapes detector and its 3-task forgetting sequence (used by
+#: the demo and the benchmarks).
+SHAPES_PRETRAIN_CONFIG = osp.join(REPO, 'configs', 'shapes',
+                                  'deformable-detr_r18-tiny_5e_shapes.py')
+SHAPES_TASK_CONFIGS = [
+    osp.join(REPO, 'configs', 'shapes',
+             f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
+    for k in (1, 2, 3)
+]
 
 
 def publish_checkpoint(src: str, dst: str) -> None:

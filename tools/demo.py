@@ -17,24 +17,14 @@ Measured on a 2-core CPU: 13 min pretraining + ~4.5 min per task, 27 min
 in all.
 """
 import argparse
-import os.path as osp
 import sys
 import time
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PRETRAIN_CONFIG = osp.join(REPO, 'configs', 'shapes',
-                           'deformable-detr_r18-tiny_5e_shapes.py')
-TASK_CONFIGS = [
-    osp.join(REPO, 'configs', 'shapes',
-             f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
-    for k in (1, 2, 3)
-]
 
 
 def pretrain(work_dir: str) -> str:
     """Pretrain once; return the published base checkpoint."""
-    from gslora_det.pretrain import pretrain_once
-    return pretrain_once(PRETRAIN_CONFIG, work_dir,
+    from gslora_det.pretrain import SHAPES_PRETRAIN_CONFIG, pretrain_once
+    return pretrain_once(SHAPES_PRETRAIN_CONFIG, work_dir,
                          what='the tiny Deformable DETR (~13 min on 2 cores)')
 
 
@@ -45,6 +35,7 @@ def main():
     args = parser.parse_args()
     from gslora_det.data.shapes import (generate_shapes_dataset,
                                         shapes_dataset_ready)
+    from gslora_det.pretrain import SHAPES_TASK_CONFIGS
     from gslora_det.sequence import (SequenceError, format_table,
                                      run_sequence)
 
@@ -55,7 +46,7 @@ def main():
         generate_shapes_dataset(args.data)
     base = pretrain(args.work_dir)
     try:
-        reports = run_sequence(TASK_CONFIGS, base, args.work_dir,
+        reports = run_sequence(SHAPES_TASK_CONFIGS, base, args.work_dir,
                                summary_title='gslora_det demo')
     except SequenceError as err:
         sys.exit(f'error: {err}')

@@ -10,11 +10,10 @@ import copy
 import random
 import statistics
 import time
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, Mapping, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from gslora_det.baselines.regularizers import estimate_importance
 from gslora_det.checkpoint import load_checkpoint_safely
@@ -32,14 +31,6 @@ def load_train_config(config: str, options: Mapping = None) -> Config:
     cfg.merge_from_dict(dict(options or {}))
     prepare_config(cfg, mode='train')
     return cfg
-
-
-def train_batches(cfg: Config, count: int) -> List[dict]:
-    """``count`` raw batches of the config's training loader."""
-    loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.update(num_workers=0, persistent_workers=False)
-    loader = Runner.build_dataloader(loader_cfg, seed=0)
-    return [b for _, b in zip(range(count), loader)]
 
 
 def build_model(model_cfg: Mapping, checkpoint: str) -> torch.nn.Module:

@@ -9,7 +9,7 @@ the state is saved into every checkpoint and restored from it.
 For GS-LoRA and the baselines that need neither, this hook does nothing.
 """
 import copy
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
@@ -23,13 +23,22 @@ from gslora_det.baselines.regularizers import estimate_importance
 CHECKPOINT_KEY = 'gslora_baseline_state'
 
 
+def first_train_batches(cfg, count: int, seed: int = 0) -> List[dict]:
+    """The first ``count`` raw batches of ``cfg``'s training data, from a
+    fresh single-process loader (the Runner's own loader keeps a persistent
+    iterator that must not be disturbed)."""
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    return [batch for _, batch in zip(range(count), loader)]
+
+
 @HOOKS.register_module()
 class BaselineStateHook(Hook):
     """Sets ``reg_anchors``/``reg_importance`` and the teacher on the model.
 
-    Importance batches come from a fresh loader over the task's training
-    data (not the training loader itself, whose persistent iterator must
-    not be disturbed); only their retain images are used.
+    Importance batches come from :func:`first_train_batches`; only their
+    retain images are used.
     """
 
     priority = 'NORMAL'  # before ForgetTaskHook (LOW) starts its clock
@@ -85,11 +94,8 @@ class BaselineStateHook(Hook):
     def _estimate(runner, model) -> Dict[str, torch.Tensor]:
         mc = model.method_cfg
         kind = mc['regularizer']
-        loader_cfg = copy.deepcopy(runner.cfg.train_dataloader)
-        loader_cfg.update(num_workers=0, persistent_workers=False)
-        loader = Runner.build_dataloader(loader_cfg, seed=runner.seed)
         limit = mc['importance_batches']
-        batches = (b for i, b in zip(range(limit), loader))
+        batches = first_train_batches(runner.cfg, limit, runner.seed)
         runner.logger.info(f'Estimating {kind.upper()} importance on '
                            f'{limit} batches of retained data...')
         was_training = model.training
