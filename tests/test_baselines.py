@@ -203,17 +203,78 @@ def test_baseline_task_runs_and_checkpoints_its_state(
     assert 'trains the weights directly' in proc.stdout
 
 
-def test_background_term_pushes_forget_images_to_no_object():
+def _forget_with_kept_object(x, samples, forget_labels=(2,)):
+    """The batch's forget image (labels 2 and 5) with label 5 retained."""
+    samples[1].set_metainfo(dict(forget_labels=forget_labels))
+    return x, samples
+
+
+def test_background_term_erases_the_queries_covering_forgotten_objects():
+    from torchvision.ops import box_convert, box_iou
     torch.manual_seed(0)
     cfg = model_cfg()
-    cfg['forget_cfg'] = {**cfg['forget_cfg'], 'background_weight': 2.0}
+    cfg['forget_cfg'] = {**cfg['forget_cfg'], 'background_weight': 2.0,
+                         'background_iou': 0.1}
     model = MODELS.build(cfg)
     model.init_weights()
-    x, samples = batch(('retain', 'forget'))
+    x, samples = _forget_with_kept_object(*batch(('retain', 'forget')))
     losses = model.loss(x, samples)
-    bg = model._background_cls_loss(*[t[-1] for t in model.forward_heads(
-        x, samples)[:2]], [1], samples) / 2  # 2 forgotten objects
-    assert losses['f.loss_bg'].item() == pytest.approx(2.0 * bg.item(),
-                                                       rel=1e-5)
+    cls, box = [t[-1] for t in model.forward_heads(x, samples)[:2]]
+    gt = samples[1].gt_instances
+    gone = gt[gt.labels == 2]
+    labels = model.bbox_head.get_targets(
+        [cls[1]], [box[1]], [gone], [samples[1].metainfo])[0][0]
+    matched = labels < model.bbox_head.num_classes
+    assert int(matched.sum()) == 1  # one query per forgotten object
+    pixels = box_convert(box[1].detach(), 'cxcywh', 'xyxy') * 128
+    overlapping = box_iou(pixels, gone.bboxes)[:, 0] >= 0.1
+    covers = matched | overlapping
+    assert 1 < int(covers.sum()) < 50  # duplicates too, not every query
+    # by hand: -log(1 - sigmoid(z)) over every class of those queries
+    by_hand = torch.log1p(cls[1][covers].exp()).sum()
+    assert losses['f.loss_bg'].item() == pytest.approx(
+        2.0 * by_hand.item(), rel=1e-5)  # one forgotten object
     off = MODELS.build(model_cfg())
     assert 'f.loss_bg' not in off.loss(x, samples)
+
+
+def test_forget_images_keep_retained_objects_as_positives():
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg())
+    model.init_weights()
+    x, samples = _forget_with_kept_object(*batch(('retain', 'forget')))
+    losses = model.loss(x, samples)
+    cls, box = [t[-1] for t in model.forward_heads(x, samples)[:2]]
+    gt = samples[1].gt_instances
+
+    def head(gt_subset):
+        return model.bbox_head.loss_by_feat_single(
+            cls[[1]], box[[1]], [gt_subset], [samples[1].metainfo])
+
+    gone, kept = head(gt[gt.labels == 2]), head(gt[gt.labels == 5])
+    # the negated term sees the forgotten object only ...
+    assert losses['f.cls'].item() == pytest.approx(gone[0].item(), rel=1e-5)
+    # ... and the retained one is an ordinary positive
+    assert losses['f.r.loss_cls'].item() == pytest.approx(kept[0].item(),
+                                                          rel=1e-5)
+    assert losses['f.r.loss_bbox'].item() == pytest.approx(
+        kept[1].item(), rel=1e-5)
+    # without forget_labels every object of a forget image is forgotten
+    x, plain = batch(('retain', 'forget'))
+    assert not any(k.startswith('f.r.') for k in model.loss(x, plain))
+
+
+def test_relabel_keeps_retained_objects_on_forget_images():
+    torch.manual_seed(0)
+    model = build('l2')
+    x, samples = _forget_with_kept_object(*batch(('retain', 'forget')))
+    losses = model.loss(x, samples)
+    cls, box = [t[-1] for t in model.forward_heads(x, samples)[:2]]
+    gt = samples[1].gt_instances
+    kept = model.bbox_head.loss_by_feat_single(
+        cls[[1]], box[[1]], [gt[gt.labels == 5]], [samples[1].metainfo])
+    weight = model.method_cfg['forget_weight']
+    weight = model.forget_cfg['beta'] if weight is None else weight
+    assert losses['f.r.loss_cls'].item() == pytest.approx(
+        weight * kept[0].item(), rel=1e-5)
+    assert 'f.loss_cls' not in losses

@@ -157,3 +157,25 @@ def test_bccd_pretraining_runs_a_few_iterations(tmp_path):
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read().strip().endswith('iter_2.pth')
+    # ... then 2 steps of forgetting task 1 from it, with the real task
+    # config: forget photos keep their retained cells as positives.
+    task_cfg = osp.join(
+        CONFIGS, 'bccd', 'gslora_deformable-detr_effnet-lite0-tiny_'
+        'task1_bccd.py')
+    forget = str(tmp_path / 'forget')
+    run_tool('train.py', task_cfg, '--work-dir', forget, '--cfg-options',
+             f'load_from={work}/iter_2.pth', 'train_cfg.max_iters=2',
+             'train_cfg.val_interval=2',
+             'default_hooks.checkpoint.interval=2',
+             'train_dataloader.batch_size=2',
+             'train_dataloader.batch_sampler.forget_per_batch=1',
+             'train_dataloader.num_workers=0',
+             'train_dataloader.persistent_workers=False',
+             'val_dataloader.num_workers=0',
+             'val_dataloader.persistent_workers=False', cwd=tmp_path)
+    with open(osp.join(forget, 'forget_report.json')) as f:
+        assert json.load(f)['train_iters'] == 2
+    logs = [osp.join(root, name) for root, _, names in os.walk(forget)
+            for name in names if name.endswith('.log')]
+    text = ''.join(open(path).read() for path in logs)
+    assert 'f.r.loss_cls' in text and 'f.loss_bg' in text

@@ -51,11 +51,15 @@ def test_method_row_ratios_and_finals():
 def test_write_results(tmp_path):
     rows = [method_row(m, [report(1, 0.0, 0.8, h)])
             for m, h in (('gslora', 0.8), ('ewc', 0.5))]
-    out = write_results(rows, str(tmp_path / 'methods'), dict(tasks=1))
+    out = write_results(rows, str(tmp_path / 'methods'),
+                        dict(tasks=1, total_wall_min=37.64))
     for path in out.values():
         assert osp.getsize(path) > 0
+    with open(out['md']) as f:  # the settings travel with the table
+        assert f.read().endswith('- tasks: 1\n- total_wall_min: 37.6\n')
     with open(out['json']) as f:
-        assert json.load(f)['settings'] == dict(tasks=1)
+        assert json.load(f)['settings'] == dict(tasks=1,
+                                                 total_wall_min=37.64)
     with open(out['png'], 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 

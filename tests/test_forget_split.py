@@ -104,3 +104,32 @@ def test_forget_subset_can_keep_previously_forgotten_classes(workspace):
     retain = build(workspace, 'retain', forget_keeps_old=True)
     assert not {SHAPES_CLASS_NAMES[i] for i in labels_of(retain)} & set(
         FORGET + OLD)
+
+
+def test_forget_subset_can_keep_retained_objects(workspace):
+    plain = build(workspace, 'forget')
+    ds = build(workspace, 'forget', forget_keeps_retained=True)
+    # the same images (those showing a forget class) ...
+    assert ([ds.get_data_info(i)['img_id'] for i in range(len(ds))] ==
+            [plain.get_data_info(i)['img_id'] for i in range(len(plain))])
+    # ... with their retained objects too, but not the old forgotten class
+    names = {SHAPES_CLASS_NAMES[i] for i in labels_of(ds)}
+    assert set(FORGET) <= names and len(names) > len(FORGET)
+    assert not names & set(OLD)
+    # the loss is told which labels are forgotten
+    assert {ds.get_data_info(i)['forget_labels'] for i in range(len(ds))
+            } == {(2, 6)}
+    old = build(workspace, 'forget', forget_keeps_retained=True,
+                forget_keeps_old=True)
+    assert old.get_data_info(0)['forget_labels'] == (2, 6, 1)
+    assert 'forget_labels' not in plain.get_data_info(0)
+
+
+def test_keeping_retained_objects_needs_forget_labels_packed(workspace):
+    pack = dict(type='PackDetInputs', meta_keys=('img_id', 'forget_role'))
+    with pytest.raises(ValueError, match="add 'forget_labels' to the "
+                       'meta_keys of PackDetInputs'):
+        build(workspace, 'forget', forget_keeps_retained=True,
+              pipeline=[pack])
+    ok = dict(pack, meta_keys=('img_id', 'forget_role', 'forget_labels'))
+    build(workspace, 'forget', forget_keeps_retained=True, pipeline=[ok])

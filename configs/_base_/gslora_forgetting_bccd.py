@@ -24,7 +24,20 @@ model = dict(
         norm_eval=True,  # BatchNorm statistics must not drift either
         weights=None),  # every weight comes from the pretrained checkpoint
     neck=dict(in_channels=[40, 112, 320]),
-    bbox_head=dict(num_classes=3))
+    bbox_head=dict(num_classes=3),
+    # Calibrated on BCCD (README, "Real photos"); see `replay` below.
+    forget_cfg=dict(beta=0.5, bound=5.0, background_weight=4.0))
+
+# Not the reference's split: a BCCD photo shows 10-20 red cells next to
+# each platelet. Forget photos that keep only the platelet boxes teach the
+# negated loss that every red cell is background, and its bound is reached
+# by raising their scores, not by erasing platelets (measured: Platelets
+# 17.8 -> 17.7 AP). So forget photos keep their retained objects as
+# positives, and `forget_cfg.background_weight` pushes every class score
+# of the queries covering a forgotten object to 0 (calibration, task 1,
+# 200 steps: weight 1 -> Platelets 2.4 AP left, weight 4 -> 0.03 AP).
+replay = dict(sample_ratio=0.1, k_shot=None, sample_seed=0,
+              forget_keeps_old=True, forget_keeps_retained=True)
 
 # 292 training photos: 10 % replay = ~29 retain and ~19-30 forget images.
 forget_train_pipeline = [
@@ -36,7 +49,8 @@ forget_train_pipeline = [
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor', 'flip', 'flip_direction', 'forget_role'))
+                   'scale_factor', 'flip', 'flip_direction', 'forget_role',
+                   'forget_labels'))
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),

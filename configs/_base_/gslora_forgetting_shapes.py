@@ -40,7 +40,8 @@ forget_train_pipeline = [
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor', 'flip', 'flip_direction', 'forget_role'))
+                   'scale_factor', 'flip', 'flip_direction', 'forget_role',
+                   'forget_labels'))
 ]
 _split_common = dict(
     type='ForgetRetainCocoDataset',

@@ -5,10 +5,12 @@ method, and so that other DETR-family detectors can reuse the terms. The
 host class provides ``method_cfg``, ``forget_cfg``, ``bbox_head``,
 ``forward_heads()``, ``_head_loss()`` and ``data_preprocessor``.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -50,42 +52,120 @@ class BaselineTermsMixin:
                                    list(range(len(index))),
                                    [samples[i] for i in index]))
 
-    def _background_cls_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
-                             index: List[int],
-                             samples: SampleList) -> Tensor:
-        """Classification loss of images ``index`` with every query's
-        target "no object" (the head sums it: no positives to average
-        over)."""
-        empty = [InstanceData(bboxes=bbox_preds.new_zeros((0, 4)),
-                              labels=torch.zeros(0, dtype=torch.long,
-                                                 device=bbox_preds.device))
-                 for _ in index]
+    def _split_forget_gt(self, forget: List[int], samples: SampleList
+                         ) -> Tuple[List[InstanceData], List[InstanceData]]:
+        """Each forget image's objects split into (forgotten, kept).
+
+        A forget image's annotations hold only forgotten objects unless
+        the split keeps retained objects too
+        (``replay.forget_keeps_retained``); then ``metainfo['forget_labels']``
+        names the forgotten labels and every other object is kept as a
+        positive.
+        """
+        forgotten, kept = [], []
+        for i in forget:
+            gt = samples[i].gt_instances
+            labels = samples[i].metainfo.get('forget_labels')
+            if labels is None:  # the reference's split: all are forgotten
+                mask = torch.ones_like(gt.labels, dtype=torch.bool)
+            else:
+                mask = torch.isin(gt.labels, gt.labels.new_tensor(
+                    list(labels)))
+            forgotten.append(gt[mask])
+            kept.append(gt[~mask])
+        return forgotten, kept
+
+    def _loss_on(self, cls_scores: Tensor, bbox_preds: Tensor,
+                 index: List[int], gts: List[InstanceData],
+                 samples: SampleList) -> Tuple[Tensor, Tensor, Tensor]:
+        """The head's (cls, bbox, iou) losses of images ``index`` against
+        the ground truth ``gts`` (one ``InstanceData`` per image)."""
         return self.bbox_head.loss_by_feat_single(
-            cls_scores[index], bbox_preds[index], empty,
-            [samples[i].metainfo for i in index])[0]
+            cls_scores[index], bbox_preds[index], gts,
+            [samples[i].metainfo for i in index])
+
+    def _background_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
+                         index: List[int], gts: List[InstanceData],
+                         samples: SampleList) -> Tensor:
+        """Erasing, not relabelling: on forget images ``index``, every class
+        score of the queries that cover a forgotten object of ``gts`` goes
+        to 0. Summed, per forgotten object.
+
+        A query covers an object when it is Hungarian-matched to it or its
+        box overlaps it with IoU >= ``forget_cfg.background_iou`` (the
+        duplicates: mAP ranks even low scores, and a duplicate that still
+        scores the forgotten class there keeps its AP). Only those queries:
+        every query to "no object" would also erase the retained objects a
+        forget image shows, and lowering the forgotten class everywhere
+        keeps its ranking, hence its AP. Plain BCE, not the head's focal
+        loss: focal's ``p^γ`` factor vanishes as a score falls towards the
+        residual-detection threshold, where this term must keep pushing.
+        """
+        count = sum(len(g) for g in gts)
+        if not count:
+            return cls_scores.sum() * 0
+        with torch.no_grad():
+            labels = self.bbox_head.get_targets(
+                [cls_scores[i] for i in index],
+                [bbox_preds[i] for i in index], gts,
+                [samples[i].metainfo for i in index])[0]
+            covers = torch.stack(labels) < self.bbox_head.num_classes
+            for k, (i, gt) in enumerate(zip(index, gts)):
+                if not len(gt):
+                    continue
+                h, w = samples[i].metainfo['img_shape'][:2]
+                boxes = bbox_cxcywh_to_xyxy(bbox_preds[i]) * \
+                    bbox_preds.new_tensor([w, h, w, h])
+                iou = bbox_overlaps(boxes, gt.bboxes)  # (num_queries, n)
+                covers[k] |= iou.max(dim=1).values >= \
+                    self.forget_cfg['background_iou']
+        logits = cls_scores[index][covers]  # (m, C)
+        return F.binary_cross_entropy_with_logits(
+            logits, torch.zeros_like(logits), reduction='sum') / count
 
     def _forget_losses(self, cls_scores: Tensor, bbox_preds: Tensor,
                        forget: List[int], samples: SampleList,
                        tag: str) -> Dict[str, Tensor]:
-        """The forget images' term of ``method_cfg.forget_loss``."""
+        """The forget images' term of ``method_cfg.forget_loss``.
+
+        Args:
+            cls_scores (Tensor): (bs, num_queries, C) of one decoder layer.
+            bbox_preds (Tensor): (bs, num_queries, 4) normalised cxcywh.
+            forget (list[int]): Indices of the batch's forget images.
+            samples (list[DetDataSample]): The batch's samples.
+            tag (str): Prefix of the loss keys (decoder layer).
+        """
         mode = self.method_cfg['forget_loss']
         weight = self.method_cfg['forget_weight']
         weight = self.forget_cfg['beta'] if weight is None else weight
+        gone, kept = self._split_forget_gt(forget, samples)
+        has_kept = any(len(g) for g in kept)
+        out = {}
+        if has_kept:
+            # Retained objects on forget images stay positives; forgotten
+            # ones are background here (what "relabel" means, too).
+            cls, box, iou = self._loss_on(cls_scores, bbox_preds, forget,
+                                          kept, samples)
+            w = self.method_cfg['retain_weight'] if mode != 'relabel' else \
+                weight
+            out.update({f'{tag}f.r.loss_cls': w * cls,
+                        f'{tag}f.r.loss_bbox': w * box,
+                        f'{tag}f.r.loss_iou': w * iou})
         if mode == 'relabel':  # forgotten objects become background
-            return {f'{tag}f.loss_cls': weight * self._background_cls_loss(
-                cls_scores, bbox_preds, forget, samples)}
-        cls, box, iou = self._head_loss(cls_scores, bbox_preds, forget,
-                                        samples)
-        out = {f'{tag}f.cls': cls.detach()}
+            if not has_kept:
+                out[f'{tag}f.loss_cls'] = weight * self._loss_on(
+                    cls_scores, bbox_preds, forget,
+                    [g[:0] for g in gone], samples)[0]
+            return out
+        cls, box, iou = self._loss_on(cls_scores, bbox_preds, forget, gone,
+                                      samples)
+        out[f'{tag}f.cls'] = cls.detach()
         bg_weight = self.forget_cfg.get('background_weight', 0.0)
         if bg_weight and mode == 'bounded':
-            # Every query on forget images towards "no object": the negated
-            # loss alone also rewards other classes' scores there, which
-            # relabels forgotten objects instead of erasing them. Scaled
-            # per forgotten object, like the head's own loss.
-            count = sum(len(samples[i].gt_instances) for i in forget)
-            out[f'{tag}f.loss_bg'] = bg_weight * self._background_cls_loss(
-                cls_scores, bbox_preds, forget, samples) / max(count, 1)
+            # The negated loss alone also rewards other classes' scores on
+            # the forgotten objects (relabelling instead of erasing).
+            out[f'{tag}f.loss_bg'] = bg_weight * self._background_loss(
+                cls_scores, bbox_preds, forget, gone, samples)
         if mode == 'ascent':  # unbounded: nothing stops it
             out[f'{tag}f.loss_ascent'] = -weight * (cls + box + iou)
         else:

@@ -137,7 +137,10 @@ def write_results(rows: List[Dict], out_prefix: str,
                   settings: Mapping) -> Dict[str, str]:
     """``<prefix>.md``, ``<prefix>.json`` and ``<prefix>.png``."""
     md = markdown_table(rows)
-    atomic_write_text(out_prefix + '.md', md)
+    lines = [f'- {key}: {value:.1f}' if isinstance(value, float) else
+             f'- {key}: {value}' for key, value in settings.items()]
+    atomic_write_text(out_prefix + '.md', md + '\n' + '\n'.join(lines)
+                      + '\n')
     atomic_write_text(out_prefix + '.json', json.dumps(
         dict(settings=settings, rows=rows), indent=2))
     plot_methods(rows, out_prefix + '.png')

@@ -4,7 +4,11 @@
   their annotations keep only retained classes, so objects of forgotten
   classes (this task's and earlier ones') become background;
 * forget images: images with at least one object of this task's forget
-  classes; their annotations keep only those classes.
+  classes; their annotations keep only those classes (the reference), or,
+  with ``forget_keeps_retained``, the retained classes' objects too, so
+  that dense photos do not teach "everything here is background". Each
+  sample then carries ``forget_labels`` (metainfo) naming the labels the
+  loss treats as forgotten.
 
 Each subset is then sampled (a ratio of its images, or K images per class)
 with a fixed seed. Labels keep the detector's original class indices: the
@@ -89,6 +93,10 @@ class ForgetRetainCocoDataset(CocoDataset):
             forgotten by earlier tasks, so that the forget loss keeps them
             forgotten (not in the reference, whose forget data holds only
             this task's classes). Defaults to False.
+        forget_keeps_retained (bool): Forget images also keep their
+            retained-class objects, and each sample carries
+            ``forget_labels``, which ``PackDetInputs`` must list in its
+            ``meta_keys``. Defaults to False (the reference).
         **kwargs: ``CocoDataset`` arguments (``metainfo.classes`` must be
             the detector's full class list).
     """
@@ -102,6 +110,7 @@ class ForgetRetainCocoDataset(CocoDataset):
                  k_shot: Optional[int] = None,
                  sample_seed: int = 0,
                  forget_keeps_old: bool = False,
+                 forget_keeps_retained: bool = False,
                  **kwargs) -> None:
         if role not in ROLES:
             raise ValueError(f'role must be one of {ROLES}, got {role!r}')
@@ -118,7 +127,22 @@ class ForgetRetainCocoDataset(CocoDataset):
         self.k_shot = k_shot
         self.sample_seed = sample_seed
         self.forget_keeps_old = forget_keeps_old
+        self.forget_keeps_retained = forget_keeps_retained
         super().__init__(*args, **kwargs)
+        if forget_keeps_retained and role == 'forget':
+            self._check_packs_forget_labels()
+
+    def _check_packs_forget_labels(self) -> None:
+        """Without ``forget_labels`` in the packed metainfo the loss would
+        take every object of a forget image as forgotten."""
+        for transform in getattr(self.pipeline, 'transforms', []):
+            keys = getattr(transform, 'meta_keys', None)
+            if keys is not None and 'forget_labels' not in keys:
+                raise ValueError(
+                    'forget_keeps_retained=True needs each forget '
+                    "sample's 'forget_labels': add 'forget_labels' to the "
+                    f'meta_keys of {type(transform).__name__} in the '
+                    'training pipeline')
 
     def role_labels(self) -> List[int]:
         """Label indices this role keeps."""
@@ -128,16 +152,34 @@ class ForgetRetainCocoDataset(CocoDataset):
                 raise ValueError(f'unknown class {name!r}; valid names are '
                                  f'{classes}')
         if self.role == 'forget':
-            names = self.forget_classes + (self.previously_forgotten
-                                           if self.forget_keeps_old else ())
-            return [classes.index(n) for n in names]
+            return self.forgotten_labels()
         gone = set(self.forget_classes + self.previously_forgotten)
         return [i for i, n in enumerate(classes) if n not in gone]
+
+    def forgotten_labels(self) -> List[int]:
+        """Labels the forget loss treats as forgotten."""
+        classes = list(self.metainfo['classes'])
+        names = self.forget_classes + (self.previously_forgotten
+                                       if self.forget_keeps_old else ())
+        return [classes.index(n) for n in names]
+
+    def kept_labels(self) -> List[int]:
+        """Labels whose objects stay in this role's annotations."""
+        if self.role == 'forget' and self.forget_keeps_retained:
+            classes = list(self.metainfo['classes'])
+            dropped = set() if self.forget_keeps_old else set(
+                self.previously_forgotten)
+            return [i for i, n in enumerate(classes) if n not in dropped]
+        return self.role_labels()
 
     def load_data_list(self) -> List[dict]:
         data_list = super().load_data_list()
         labels = self.role_labels()
-        restricted = restrict_instances(data_list, labels)
+        # Images qualify by the role's classes; annotations may keep more.
+        qualifying = {info['img_id'] for info in
+                      restrict_instances(data_list, labels)}
+        restricted = [info for info in restrict_instances(
+            data_list, self.kept_labels()) if info['img_id'] in qualifying]
         if not restricted:
             raise ValueError(
                 f'the {self.role} subset is empty: no image of '
@@ -145,8 +187,11 @@ class ForgetRetainCocoDataset(CocoDataset):
                 f'{[self.metainfo["classes"][i] for i in labels]}')
         sampled = sample_images(restricted, self.sample_ratio, self.k_shot,
                                 labels, self.sample_seed)
+        forgotten = tuple(self.forgotten_labels())
         for info in sampled:
             info['forget_role'] = self.role
+            if self.forget_keeps_retained:
+                info['forget_labels'] = forgotten
         return sampled
 
     def filter_data(self) -> List[dict]:

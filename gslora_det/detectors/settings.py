@@ -19,9 +19,15 @@ DEFAULT_FORGET_CFG = dict(
     beta=0.15,  # weight of the forget loss (reference: 0.015-0.6 per task)
     bound=15.0,  # BND: the negated classification loss stops at this value
     use_aux_loss=False,  # the reference turns auxiliary decoder losses off
-    # Weight of a "no object" classification term on forget images, per
-    # forgotten object (0: the reference's loss). Counters relabelling.
+    # Weight of a "no object" term on forget images, per forgotten object
+    # (0: the reference's loss): BCE of every class score of the queries
+    # that cover a forgotten object, towards 0. Erases where the negated
+    # loss alone relabels.
     background_weight=0.0,
+    # A query covers a forgotten object if matched to it or if its box
+    # overlaps it with at least this IoU (0.5: what makes a detection count
+    # for mAP and for residual detection).
+    background_iou=0.5,
 )
 #: Group-sparse penalty settings.
 DEFAULT_GROUP_LASSO_CFG = dict(
@@ -61,6 +67,7 @@ def check_constants(lora_cfg: dict, forget_cfg: dict,
               ('forget_cfg.background_weight',
                forget_cfg['background_weight']),
               ('forget_cfg.bound', forget_cfg['bound']),
+              ('forget_cfg.background_iou', forget_cfg['background_iou']),
               ('group_lasso_cfg.alpha', group_lasso_cfg['alpha']),
               ('group_lasso_cfg.warmup_iters',
                group_lasso_cfg['warmup_iters'])]
