@@ -164,6 +164,9 @@ def test_rehearsal_ignores_forget_images():
 def test_penalty_needs_the_state_hook():
     torch.manual_seed(0)
     model = MODELS.build({**model_cfg(), 'method': 'ewc'})
+    # Without init_weights some parameters hold uninitialised memory,
+    # which can be NaN (the loss then stops earlier, on non-finite outputs).
+    model.init_weights()
     with pytest.raises(RuntimeError, match='BaselineStateHook'):
         model.loss(*batch())
 
