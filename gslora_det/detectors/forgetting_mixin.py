@@ -168,10 +168,9 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
             cls_scores (Tensor): (bs, num_queries, C).
             bbox_preds (Tensor): (bs, num_queries, 4), normalised cxcywh.
         """
-        return self.bbox_head.loss_by_feat_single(
-            cls_scores[index], bbox_preds[index],
-            [samples[i].gt_instances for i in index],
-            [samples[i].metainfo for i in index])
+        return self._loss_on(cls_scores, bbox_preds, list(index),
+                             [samples[i].gt_instances for i in index],
+                             samples)
 
     def _class_weight(self) -> Tensor:
         """(C, dim) weight of the final decoder layer's class head."""
