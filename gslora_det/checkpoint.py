@@ -1,29 +1,46 @@
 """Safe checkpoint loading and writing.
 
 torch >= 2.6 unpickles ``torch.load`` files with ``weights_only=True``.
-mmengine 0.10.7 does not know this, so ``--resume`` fails on the
-``HistoryBuffer`` objects (and numpy scalars/arrays) its ``message_hub``
-state holds. The fix is to allow-list exactly those types for the
+mmengine 0.10.7 does not know this, so ``load_from`` / ``--resume`` fail on
+what its checkpoints hold besides tensors: the ``HistoryBuffer`` objects and
+numpy scalars/arrays of the ``message_hub`` state, and each buffer's
+statistics methods, which pickle as ``getattr(HistoryBuffer, 'min')`` (also
+max/current/mean). The fix is to allow-list exactly those for the
 weights-only unpickler, never to switch weights-only loading off: a
 checkpoint that needs any other global to unpickle is refused.
+
+``builtins.getattr`` is not allowed as such: the allow-list maps it to
+:func:`history_buffer_getattr`, which answers only those four lookups. That
+keeps checkpoints of stock mmdet/mmengine runs (written in processes that
+never imported gslora_det) loadable without patching mmengine.
 """
 import codecs
 import hashlib
 import os
+import pickle
+import re
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
 
 from gslora_det.io_utils import atomic_path
+
+#: HistoryBuffer's built-in statistics methods (``_set_default_statistics``).
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
 
 def _numpy_globals() -> List:
     """numpy objects that mmengine checkpoints pickle (scalars in the
     message hub's log buffers, arrays in the runtime info)."""
     core = getattr(np, '_core', None) or np.core
-    found = [core.multiarray._reconstruct, core.multiarray.scalar,
-             np.ndarray, np.dtype]
+    found = [np.ndarray, np.dtype]
+    # numpy 1.x pickles these two as numpy.core.multiarray.*, numpy 2.x as
+    # numpy._core.multiarray.*: accept checkpoints written with either.
+    for name in ('_reconstruct', 'scalar'):
+        for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+            found.append((getattr(core.multiarray, name), f'{module}.{name}'))
     # numpy >= 1.25 pickles dtypes as instances of per-type classes.
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
@@ -33,46 +50,62 @@ def _numpy_globals() -> List:
     return found
 
 
-def mmengine_safe_globals() -> List:
-    """The exact set of non-torch types an mmengine checkpoint holds."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer, codecs.encode] + _numpy_globals()
+def history_buffer_getattr(obj, name):
+    """What ``builtins.getattr`` resolves to in weights-only unpickling.
 
+    Protocol-2 pickles store a method as ``getattr(owner, name)``, and
+    mmengine pickles each log buffer's statistics methods that way. Only
+    ``getattr(HistoryBuffer, name)`` for the built-in statistics is answered:
+    a general getattr would let a file walk the attributes of every allowed
+    object, and ``HistoryBuffer.__setstate__`` installs the unpickled
+    callables in the class-wide statistics registry, which mmengine later
+    calls.
 
-def _history_buffer_getstate(self) -> dict:
-    """``HistoryBuffer.__getstate__`` without the built-in statistics.
+    Args:
+        obj: The object the pickle looks the attribute up on.
+        name: The attribute name.
 
-    mmengine pickles every buffer's ``statistics_methods`` dict, whose
-    default entries (min, max, current, mean) are functions that pickle as
-    ``getattr(HistoryBuffer, 'min')``. Allow-listing ``builtins.getattr``
-    for the weights-only unpickler would open it to attribute walks over
-    any allowed object, so instead the defaults, which ``__setstate__``
-    restores by itself, are simply not written. Custom statistics methods
-    (rare) are still saved, and such a checkpoint is then refused on load
-    with a clear message instead of being unpickled.
+    Returns:
+        Callable: ``getattr(HistoryBuffer, name)``.
+
+    Raises:
+        pickle.UnpicklingError: Any other lookup.
     """
-    state = dict(self.__dict__)
-    state.pop('statistics_methods', None)
-    custom = {k: v for k, v in self._statistics_methods.items()
-              if k not in _DEFAULT_STATISTICS}
-    if custom:
-        state['statistics_methods'] = custom
-    return state
+    if obj is HistoryBuffer and type(name) is str \
+            and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    what = obj.__qualname__ if isinstance(obj, type) else type(obj).__name__
+    raise pickle.UnpicklingError(
+        f'refused getattr({what}, {str(name)[:40]!r}): the weights-only '
+        "allow-list answers only getattr(HistoryBuffer, 'min' | 'max' | "
+        "'current' | 'mean'), the log statistics mmengine pickles")
 
 
-_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
-
-
-def patch_history_buffer() -> None:
-    """Make new mmengine checkpoints loadable with weights-only loading."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-    HistoryBuffer.__getstate__ = _history_buffer_getstate
+def mmengine_safe_globals() -> List:
+    """The exact set of non-torch globals an mmengine checkpoint holds
+    (tuples map a pickled name to what it resolves to)."""
+    return [HistoryBuffer, codecs.encode,
+            (history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
 def register_safe_globals() -> None:
     """Allow-list :func:`mmengine_safe_globals` for ``torch.load``."""
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The unpickler's own reason (torch wraps it in generic advice, part
+    of which is to switch weights-only off, which is not the fix here)."""
+    text = str(err)
+    found = re.search(r'GLOBAL (\S+) was not an allowed global', text)
+    if found:
+        return (f'it needs the global {found.group(1)}, which is not on the '
+                'allow-list')
+    found = re.search(r'WeightsUnpickler error:\s*(.+)', text) or re.search(
+        r'(refused getattr.+|Unsupported .+|Trying to .+)', text)
+    line = found.group(1) if found else (text.splitlines() or [''])[0]
+    return f'{type(err).__name__}: {line.strip()}'
 
 
 def load_checkpoint_safely(path: str, map_location='cpu') -> Dict:
@@ -90,7 +123,7 @@ def load_checkpoint_safely(path: str, map_location='cpu') -> Dict:
     except Exception as err:  # torch raises UnpicklingError or RuntimeError
         raise RuntimeError(
             f'refused to load {path}: it cannot be read by the weights-only '
-            f'unpickler ({type(err).__name__}: {str(err).splitlines()[0]}). '
+            f'unpickler ({_refusal_reason(err)}). '
             'A checkpoint that needs arbitrary code to load is never '
             'executed; re-save it as a plain state dict from a trusted '
             'environment.') from err
@@ -152,5 +185,4 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-patch_history_buffer()
 register_safe_globals()

@@ -3,18 +3,42 @@
 Everything that can be known to be wrong from the config alone (a missing
 annotation file, a class name the dataset does not have, a forget list that
 repeats a class, a checkpoint with another class count) is reported here
-with a message that names the problem and the fix, before any model is
-built or any time is spent training.
+with a message that names the problem and the fix, before any time is
+spent training. :func:`prepare_config` runs from ``tools/train.py`` before
+the Runner is built and again from the registered loops
+(:mod:`gslora_det.loops`), so that mmdet's own entry points get the same
+checks; the data checks run once per task and process, on rank 0 only, and
+each says what it checked.
 """
+import hashlib
+import json
+import os
 import os.path as osp
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 
 class ConfigError(ValueError):
     """A config that cannot work, with a message saying how to fix it."""
 
 
-def _dataset_cfgs(cfg, split: str) -> List:
+#: Fingerprints of the configs whose data checks already ran here.
+_CHECKED: set = set()
+
+
+def _rank() -> int:
+    """This process's rank, also before the process group exists."""
+    from mmengine.dist import get_rank, is_distributed
+    if is_distributed():
+        return get_rank()
+    return int(os.environ.get('RANK', '0'))
+
+
+def _default_log(line: str) -> None:
+    from mmengine.logging import print_log
+    print_log(line, logger='current')
+
+
+def dataset_cfgs(cfg, split: str) -> List:
     """The dataset configs of a dataloader, unwrapping dataset wrappers."""
     loader = cfg.get(f'{split}_dataloader')
     if not loader:
@@ -31,10 +55,12 @@ def _dataset_cfgs(cfg, split: str) -> List:
     return found
 
 
-def check_data_files(cfg, splits: Sequence[str]) -> None:
-    """Every dataset's data root and annotation file exists."""
+def check_data_files(cfg, splits: Sequence[str],
+                     log: Optional[Callable] = None) -> None:
+    """Every dataset's data root and annotation file exists, and each
+    annotation file (and a sample of its images) is valid."""
     for split in splits:
-        for ds in _dataset_cfgs(cfg, split):
+        for ds in dataset_cfgs(cfg, split):
             root = ds.get('data_root', '') or ''
             if root and not osp.isdir(root):
                 hint = (' Generate the built-in set with '
@@ -52,16 +78,17 @@ def check_data_files(cfg, splits: Sequence[str]) -> None:
                         f'{split} annotation file {path!r} does not exist. '
                         'Point `ann_file` (relative to `data_root`) at a '
                         'COCO-format JSON file.')
-                _validate(path, root, ds)
+                _validate(path, root, ds, log)
 
 
-def _validate(ann_file: str, root: str, ds) -> None:
+def _validate(ann_file: str, root: str, ds, log=None) -> None:
     """COCO structure, references, boxes and image files of a dataset."""
     from gslora_det.data.validate import InvalidAnnotations, validate_coco
     prefix = (ds.get('data_prefix') or {}).get('img', '')
     img_dir = prefix if osp.isabs(prefix) else osp.join(root, prefix)
     try:
-        validate_coco(ann_file, img_dir if osp.isdir(img_dir) else None)
+        validate_coco(ann_file, img_dir if osp.isdir(img_dir) else None,
+                      log=log)
     except InvalidAnnotations as err:
         raise ConfigError(str(err)) from err
     if not osp.isdir(img_dir):
@@ -69,36 +96,29 @@ def _validate(ann_file: str, root: str, ds) -> None:
                           '`data_prefix.img` (relative to `data_root`)')
 
 
-#: Annotation files larger than this are not re-read just to check class
-#: names (COCO train2017 is ~450 MB); a smaller split of the same set is.
-_MAX_ANN_BYTES_TO_CHECK = 100 * 2**20
-
-
 def check_classes_in_annotations(cfg, splits: Sequence[str]) -> None:
-    """The config's class names exist in the annotation file's categories:
-    mmdet silently drops classes it does not find, which would train a
-    detector whose outputs mean something else than the config says."""
-    import json
+    """The config's class names exist in the annotation file's categories,
+    in the file's order: mmdet silently drops classes it does not find, and
+    numbers labels in the file's category order whatever the order of
+    ``metainfo.classes``, either of which would train a detector whose
+    outputs mean something else than the config says."""
+    from gslora_det.task import annotation_file, file_category_names
     for split in splits:
-        for ds in _dataset_cfgs(cfg, split):
-            classes = ds.get('metainfo', {}).get('classes')
-            ann = ds.get('ann_file')
-            if not classes or not ann:
+        for ds in dataset_cfgs(cfg, split):
+            classes = (ds.get('metainfo') or {}).get('classes')
+            path = annotation_file(ds)
+            if not classes or not path:
                 continue
-            path = ann if osp.isabs(ann) else osp.join(
-                ds.get('data_root', '') or '', ann)
-            if osp.getsize(path) > _MAX_ANN_BYTES_TO_CHECK:
-                continue
-            try:
-                with open(path) as f:
-                    coco = json.load(f)
-                names = [c['name'] for c in coco['categories']]
-            except (ValueError, KeyError, TypeError) as err:
-                raise ConfigError(
-                    f'{path} is not a COCO-format annotation file '
-                    f'({type(err).__name__}: {err}); it needs "images", '
-                    '"annotations" and "categories"') from err
+            names = file_category_names(path)
             check_class_names(classes, names, f'{split} dataset classes')
+            in_file_order = [n for n in names if n in set(classes)]
+            if list(classes) != in_file_order:
+                raise ConfigError(
+                    f'{split} dataset classes {list(classes)} are not in the '
+                    f'category order of {path} ({in_file_order}): mmdet '
+                    'numbers labels in the file\'s order, so label i would '
+                    'not be classes[i]. List the classes in the file\'s '
+                    'order.')
             return
 
 
@@ -120,26 +140,62 @@ def check_class_names(names: Sequence[str], valid: Sequence[str],
                           'more than once; name each class once.')
 
 
-def prepare_config(cfg, mode: str = 'train') -> None:
+def _fingerprint(cfg, mode: str) -> str:
+    """What the checks depend on: data files, task, checkpoint, model."""
+    parts = dict(mode=mode, task=cfg.get('forget_task'),
+                 replay=cfg.get('replay'), load_from=cfg.get('load_from'),
+                 resume=cfg.get('resume'),
+                 model=(cfg.get('model') or {}).get('type'),
+                 # Not the class lists: filling the task in sets those.
+                 data=[(ds.get('type'), ds.get('data_root'),
+                        ds.get('ann_file'), ds.get('data_prefix'))
+                       for split in ('train', 'val', 'test')
+                       for ds in dataset_cfgs(cfg, split)])
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_config(cfg, mode: str = 'train', model=None,
+                   log: Optional[Callable] = None) -> None:
     """Validate ``cfg`` and fill in what follows from its forget task.
+
+    The data and checkpoint checks run once per process for the same
+    config (``tools/train.py`` runs them before the Runner exists, the
+    loops again for other entry points) and only on rank 0; the task's
+    class lists are filled in every time, on every rank.
 
     Args:
         cfg (Config): The config, modified in place.
         mode (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
+        model (nn.Module, optional): The built model, compared with the
+            checkpoint instead of building one from the config.
+        log (callable, optional): Receives one line per check. Defaults to
+            mmengine's current logger.
 
     Raises:
         ConfigError: with a message naming the problem and the fix.
     """
+    log = log or _default_log
     splits = ('train', 'val') if mode == 'train' else ('test', )
-    check_data_files(cfg, splits)
-    check_classes_in_annotations(cfg, splits[::-1])
+    key = _fingerprint(cfg, mode)
+    check = key not in _CHECKED and _rank() == 0
+    if cfg.get('forget_task') is not None:
+        from gslora_det.detectors.support import check_supported_detector
+        check_supported_detector(cfg.get('model') or {})
+    if check:
+        check_data_files(cfg, splits, log)
+        check_classes_in_annotations(cfg, splits[::-1])
     if cfg.get('forget_task') is not None:
         from gslora_det.task import apply_forget_task
         apply_forget_task(cfg, mode=mode)
-    check_checkpoint_matches_model(cfg)
+    if check and mode == 'train':
+        check_checkpoint_matches_model(cfg, model)
+        if cfg.get('load_from') and not cfg.get('resume'):
+            log(f'pre-flight: checkpoint {cfg.load_from} fits the model')
+    _CHECKED.add(key)
 
 
-def check_checkpoint_matches_model(cfg) -> None:
+def check_checkpoint_matches_model(cfg, model=None) -> None:
     """The checkpoint to load (``load_from``, not a resume) fits the
     config's model: same class count, same parameter names and shapes.
 
@@ -147,7 +203,6 @@ def check_checkpoint_matches_model(cfg) -> None:
     of another architecture would otherwise train or evaluate a model that
     is partly random.
     """
-    import copy
     path = cfg.get('load_from')
     if not path or cfg.get('resume') or 'model' not in cfg:
         return
@@ -166,18 +221,11 @@ def check_checkpoint_matches_model(cfg) -> None:
                 f'{tuple(value.shape)}) but the config has {num_classes}: '
                 'use the checkpoint trained on this dataset, or the config '
                 'that matches the checkpoint')
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.registry import DefaultScope
-    register_all_modules(init_default_scope=False)
-    model_cfg = copy.deepcopy(cfg.model)
-    if 'backbone' in model_cfg:
-        model_cfg.backbone.pop('init_cfg', None)  # no weight download
-    # Nested parts (data preprocessor, ...) resolve in the default scope,
-    # which the Runner has not set yet at this point.
-    with DefaultScope.overwrite_default_scope(
-            cfg.get('default_scope', 'mmdet')):
-        model = MODELS.build(model_cfg)
+    if model is None:
+        model = _build_model(cfg)
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
                 if not is_lora_param(k)}
     missing = [k for k in expected if k not in state]
@@ -197,3 +245,24 @@ def check_checkpoint_matches_model(cfg) -> None:
             f'({cfg.model.get("type")}): '
             f'{"; ".join(parts)}. It is from a different architecture: '
             'use the config it was trained with.')
+
+
+def _build_model(cfg):
+    """The config's model, without downloading backbone weights."""
+    import copy
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
+    register_all_modules(init_default_scope=False)
+    model_cfg = copy.deepcopy(cfg.model)
+    if 'backbone' in model_cfg:
+        model_cfg.backbone.pop('init_cfg', None)  # no weight download
+    # Nested parts (data preprocessor, ...) resolve in the default scope,
+    # which the Runner has not set yet at this point.
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmdet')):
+        return MODELS.build(model_cfg)
+
+
+# Kept name for older imports.
+_dataset_cfgs = dataset_cfgs

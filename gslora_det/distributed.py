@@ -101,3 +101,44 @@ def setup_cpu_distributed(cfg, launcher: str) -> bool:
                                 world_size=int(os.environ['WORLD_SIZE']),
                                 **kwargs)
     return True
+
+
+def tensors_digest(tensors) -> str:
+    """SHA-256 of a dict of tensors (names, dtypes, shapes and bytes)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f'{name}:{t.dtype}:{tuple(t.shape)}'.encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel()
+                      else b'')
+    return digest.hexdigest()
+
+
+def check_ranks_agree(tensors) -> str:
+    """Every rank holds the same ``tensors`` (e.g. the LoRA weights).
+
+    DDP keeps them equal by averaging gradients; a rank that skipped a step
+    or drew another batch count would not, and rank 0 would then write its
+    own weights as the task's result. Logs the digest and the world size.
+
+    Returns:
+        str: The common SHA-256.
+
+    Raises:
+        RuntimeError: the ranks disagree (the message lists the digests).
+    """
+    from mmengine.dist import all_gather_object, get_rank, get_world_size
+    from mmengine.logging import print_log
+    digest = tensors_digest(tensors)
+    world = get_world_size()
+    if world > 1:
+        digests = all_gather_object(digest)
+        if len(set(digests)) > 1:
+            raise RuntimeError(
+                'the ranks hold different LoRA weights at the end of the '
+                f'task (sha256 per rank: {[d[:12] for d in digests]}): the '
+                'processes went out of step. Nothing was written.')
+    print_log(f'LoRA weights sha256 {digest[:16]} on rank {get_rank()} '
+              f'(identical on all {world} ranks)', logger='current')
+    return digest

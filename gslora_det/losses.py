@@ -50,14 +50,33 @@ def prototype_kl(prototypes: torch.Tensor,
 def prototype_loss(kl_forget: torch.Tensor, kl_retain: torch.Tensor,
                    bound: float, weight_forget: float,
                    weight_retain: float) -> torch.Tensor:
-    """``w_f · mean ReLU(BND_pro − KL_forget) + w_r · mean KL_retain``.
+    """``w_f · ReLU(BND_pro − mean KL_forget) + w_r · mean KL_retain``.
 
-    Forgotten queries are pushed away from their class prototype (up to the
-    bound); retained ones are (optionally) pulled towards theirs.
+    As the reference does it (``engine.py`` of the GS-LoRA ``object-det``
+    branch, ``train_one_epoch_forget_cls``: ``relu(18 - loss_embedding)``,
+    where ``loss_embedding`` is ``F.kl_div(..., reduction='batchmean')``
+    over the batch's matched queries): the bound applies to the *batch
+    mean* of the forget queries' KL, not to each query. Once the mean
+    passes the bound the term is 0 for every query, even if some of them
+    are still close to their prototype; below it, every forget query's KL
+    gets the same weight, w_f / N, however far it already is. Forgotten
+    queries are pushed away from their class prototype; retained ones are
+    (optionally) pulled towards theirs.
+
+    Args:
+        kl_forget (Tensor): (N,) KL of each matched query of the forget
+            images (:func:`prototype_kl`); may be empty.
+        kl_retain (Tensor): (M,) the same for the retain images.
+        bound (float): BND_pro (the reference: 18).
+        weight_forget (float): w_f (the reference: 0.005).
+        weight_retain (float): w_r (the reference: 0).
+
+    Returns:
+        Tensor: A scalar; 0 when both inputs are empty.
     """
     loss = kl_forget.new_zeros(())
     if kl_forget.numel():
-        loss = loss + weight_forget * F.relu(bound - kl_forget).mean()
+        loss = loss + weight_forget * F.relu(bound - kl_forget.mean())
     if kl_retain.numel() and weight_retain:
         loss = loss + weight_retain * kl_retain.mean()
     return loss

@@ -6,9 +6,12 @@ checkpoint, which is only ever read), trains a fresh LoRA with
 adapter and report in ``<work_dir>/task_<k>/``. The runner holds no
 training logic: it only chains configs and checkpoints, and picks up where
 a previous run stopped (finished tasks are skipped, an interrupted task is
-resumed from its last checkpoint). After the last task it writes (and on
-every run refreshes) the run summary: ``summary.md``, ``summary.json`` and
-the run's plots (:mod:`gslora_det.report.summary`).
+resumed from its last checkpoint). ``sequence.json`` records the run (task
+configs, base checkpoint and its SHA-256, options); a rerun with other
+tasks or options, or with a base of other bytes once a task has begun, is
+refused. After the last task it writes (and on every run refreshes) the
+run summary: ``summary.md``, ``summary.json`` and the run's plots
+(:mod:`gslora_det.report.summary`).
 
 Each task's child can be several processes (:class:`Launch`): through
 ``torch.distributed.run`` (``launcher='pytorch'``, N processes per node) or
@@ -27,11 +30,13 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from gslora_det.checkpoint import find_resumable
+from gslora_det.checkpoint import find_resumable, sha256_file
 from gslora_det.io_utils import atomic_write_text
 
 REPORT = 'forget_report.json'
 MERGED = 'merged.pth'
+#: sequence.json's key of the base checkpoint's SHA-256.
+BASE_SHA = 'base_checkpoint_sha256'
 
 
 class SequenceError(RuntimeError):
@@ -115,18 +120,51 @@ def task_done(folder: str) -> bool:
         osp.join(folder, MERGED))
 
 
+def _started_tasks(work_dir: str, count: int) -> List[int]:
+    """Tasks whose folder holds anything: run, or begun, from the base."""
+    return [k for k in range(1, count + 1)
+            if osp.isdir(task_dir(work_dir, k)) and os.listdir(
+                task_dir(work_dir, k))]
+
+
+def _recorded_base_sha(work_dir: str, old: Dict) -> Optional[str]:
+    """The base hash the run started from: sequence.json's, or, for a run
+    of an older version, the input hash task 1 recorded."""
+    if old.get(BASE_SHA):
+        return old[BASE_SHA]
+    path = osp.join(task_dir(work_dir, 1), 'before_metrics.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            return json.load(f).get('input_checkpoint_sha256')
+    return None
+
+
 def _check_run_dir(work_dir: str, spec: Dict, overwrite: bool,
                    write: bool = True) -> None:
-    """Refuse to mix two different sequences in one run directory."""
+    """Refuse to mix two different sequences, or two base checkpoints, in
+    one run directory. The base is identified by its SHA-256: the same
+    bytes under another path are the same base."""
     path = osp.join(work_dir, 'sequence.json')
     if osp.isfile(path) and not overwrite:
         with open(path) as f:
             old = json.load(f)
-        if old != spec:
+        old_sha = _recorded_base_sha(work_dir, old)
+        ident = ('base_checkpoint', BASE_SHA) if old_sha else (BASE_SHA,)
+        if {k: v for k, v in old.items() if k not in ident} != {
+                k: v for k, v in spec.items() if k not in ident}:
             raise SequenceError(
                 f'{work_dir} holds a run of another sequence '
                 f'({old}). Use another --work-dir, or pass --overwrite to '
                 'start this sequence there anew.')
+        started = _started_tasks(work_dir, len(spec['tasks']))
+        if old_sha and old_sha != spec[BASE_SHA] and started:
+            raise SequenceError(
+                f'the base checkpoint {spec["base_checkpoint"]} is not the '
+                f'one this run started from (sha256 {old_sha[:12]}... '
+                f'then, {spec[BASE_SHA][:12]}... now), and task(s) '
+                f'{started} ran from the old one. Restore the old base, use '
+                'another --work-dir, or pass --overwrite to start this '
+                'sequence there anew.')
     if write:
         os.makedirs(work_dir, exist_ok=True)
         atomic_write_text(path, json.dumps(spec, indent=2))
@@ -171,7 +209,8 @@ def run_sequence(task_configs: Sequence[str],
         cfg_options (list[str], optional): ``key=value`` overrides passed to
             every task.
         overwrite (bool): Start anew in a directory that holds another
-            sequence's run. Defaults to False.
+            sequence's run (or one from another base checkpoint). Defaults
+            to False.
         train_script (str, optional): ``tools/train.py`` to use.
         python (str): Interpreter for the child processes.
         summary_title (str): Heading of ``summary.md``.
@@ -198,7 +237,8 @@ def run_sequence(task_configs: Sequence[str],
         osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'train.py')
     spec = dict(tasks=[osp.normpath(c) for c in task_configs],
                 base_checkpoint=osp.normpath(base_checkpoint),
-                cfg_options=list(cfg_options or []))
+                cfg_options=list(cfg_options or []),
+                **{BASE_SHA: sha256_file(base_checkpoint)})
     if overwrite and osp.isdir(work_dir):
         for k in range(1, len(task_configs) + 1):
             shutil.rmtree(task_dir(work_dir, k), ignore_errors=True)

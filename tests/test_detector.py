@@ -1,6 +1,7 @@
 """GSLoRADeformableDETR on the tiny built-in model: LoRA placement, what
 trains, the loss, and merging into a stock DeformableDETR."""
 import copy
+import math
 
 import pytest
 import torch
@@ -173,3 +174,95 @@ def test_non_finite_loss_stops_before_the_update(gs_model):
     with pytest.raises(FloatingPointError, match='non-finite loss'):
         gs_model._check_finite({'loss_x': torch.tensor(float('nan')),
                                 'gn.enc0': torch.tensor(1.0)}, 7)
+
+
+def test_loss_terms_match_the_head_by_hand(gs_model):
+    """Every weighted term against ``DETRHead.loss_by_feat_single`` on the
+    retain and the forget image alone: a negated, unweighted or missing
+    term changes a value asserted here."""
+    gs_model.train()
+    x, samples = batch(('retain', 'forget'))
+    losses = gs_model.loss(x, samples)
+    cls, box = [t[-1] for t in gs_model.forward_heads(x, samples)[:2]]
+
+    def head(i):
+        return [t.item() for t in gs_model.bbox_head.loss_by_feat_single(
+            cls[[i]], box[[i]], [samples[i].gt_instances],
+            [samples[i].metainfo])]
+
+    (r_cls, r_box, r_iou), (f_cls, f_box, f_iou) = head(0), head(1)
+    beta, bound = gs_model.forget_cfg['beta'], gs_model.forget_cfg['bound']
+    # preconditions: a dropped weight or a flipped sign shows in the values
+    assert 0 < beta < 1 and 0 < f_cls < bound and f_box > 0 and f_iou > 0
+    expected = {'r.loss_cls': r_cls, 'r.loss_bbox': r_box,
+                'r.loss_iou': r_iou, 'f.cls': f_cls,
+                'f.loss_bound': beta * (bound - f_cls),
+                'f.loss_bbox': beta * f_box, 'f.loss_iou': beta * f_iou}
+    for key, value in expected.items():
+        assert losses[key].item() == pytest.approx(value, rel=1e-5), key
+    # what mmengine sums: exactly these terms and the group lasso
+    summed = {k for k in losses if 'loss' in k}
+    assert summed == {k for k in expected if 'loss' in k} | {
+        'loss_group_lasso'}
+
+
+def _a_bound(module):
+    """kaiming_uniform_(A, a): bound = sqrt(6 / ((1 + a²) · fan_in))."""
+    return math.sqrt(6 / ((1 + module.init_a_gain ** 2) *
+                          module.lora_A.shape[1]))
+
+
+def _check_fresh_lora(model, a):
+    from gslora_det.lora import LoRALinear
+    modules = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    assert len(modules) == 12
+    for m in modules:
+        assert m.init_a_gain == pytest.approx(a)
+        bound, lora_a = _a_bound(m), m.lora_A.detach()
+        assert lora_a.abs().max() <= bound * (1 + 1e-6)
+        assert lora_a.abs().max() >= 0.95 * bound  # >= 1024 draws
+        assert lora_a.std().item() == pytest.approx(bound / math.sqrt(3),
+                                                    rel=0.1)
+        assert not m.lora_B.any()  # exactly 0: a fresh LoRA is a no-op
+
+
+def test_task_1_lora_init_gain(gs_model):
+    assert gs_model.task_index == 1
+    _check_fresh_lora(gs_model, math.sqrt(5))
+
+
+def test_later_task_gets_a_fresh_smaller_lora_on_a_merged_checkpoint(
+        tmp_path):
+    """Task 2 loads task 1's merged checkpoint (a stock state dict, no
+    ``lora_`` keys), as ``load_from`` does after ``init_weights()``: its
+    LoRA is fresh (A kaiming-uniform with a=√50, B = 0) and the model
+    computes what the stock model with those weights does."""
+    from mmengine.runner import load_checkpoint
+    torch.manual_seed(4)
+    stock = MODELS.build(Config.fromfile(PRETRAIN_CFG).model)
+    stock.init_weights()
+    merged = stock.state_dict()
+    path = str(tmp_path / 'merged.pth')
+    torch.save(dict(state_dict=merged), path)
+
+    cfg = model_cfg(TASK_CFGS[1])
+    cfg['task_index'] = 2
+    torch.manual_seed(5)
+    task2 = MODELS.build(cfg)
+    task2.init_weights()
+    _check_fresh_lora(task2, math.sqrt(50))
+    lora_before = {k: v.clone() for k, v in task2.state_dict().items()
+                   if 'lora_' in k}
+    load_checkpoint(task2, path, strict=True)
+    _check_fresh_lora(task2, math.sqrt(50))
+    after = task2.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in lora_before.items())
+
+    task2.eval(), stock.eval()
+    x, samples = batch()
+    with torch.no_grad():
+        a = task2(x, copy.deepcopy(samples), mode='tensor')
+        b = stock(x, copy.deepcopy(samples), mode='tensor')
+    for ta, tb in zip(a, b):
+        assert torch.allclose(ta, tb, atol=1e-5, rtol=1e-5), (
+            ta - tb).abs().max()

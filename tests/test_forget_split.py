@@ -3,9 +3,10 @@ import os.path as osp
 
 import pytest
 from mmengine.dataset import ConcatDataset, DefaultSampler
+from mmengine.registry import DefaultScope
 
 from gslora_det.data import (SHAPES_CLASS_NAMES, ForgetRetainCocoDataset,
-                             RetainForgetBatchSampler)
+                             RetainForgetBatchSampler, sample_images)
 
 FORGET = ['blue_triangle', 'orange_star']
 OLD = ['green_square']
@@ -90,7 +91,10 @@ def test_every_batch_mixes_retain_and_forget(workspace):
         assert roles.count('forget') == 2
         assert 1 <= roles.count('retain') <= 4
         seen_retain += [i for i in batch if i < n_retain]
-    assert sorted(seen_retain) == list(range(n_retain))  # one epoch
+    # one epoch: every retain image, the last batch possibly filled up
+    # with repeats (RetainForgetBatchSampler pads to full batches)
+    assert set(seen_retain) == set(range(n_retain))
+    assert len(seen_retain) < n_retain + 4
     with pytest.raises(ValueError, match='forget_per_batch'):
         RetainForgetBatchSampler(sampler, batch_size=4, forget_per_batch=4)
     with pytest.raises(ValueError, match='both retain and forget'):
@@ -127,9 +131,71 @@ def test_forget_subset_can_keep_retained_objects(workspace):
 
 def test_keeping_retained_objects_needs_forget_labels_packed(workspace):
     pack = dict(type='PackDetInputs', meta_keys=('img_id', 'forget_role'))
-    with pytest.raises(ValueError, match="add 'forget_labels' to the "
-                       'meta_keys of PackDetInputs'):
+    # mmdet's transforms resolve in the mmdet scope (run alone, no earlier
+    # test has set it)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(ValueError, match="add 'forget_labels' to the "
+                           'meta_keys of PackDetInputs'):
+            build(workspace, 'forget', forget_keeps_retained=True,
+                  pipeline=[pack])
+        ok = dict(pack, meta_keys=('img_id', 'forget_role',
+                                   'forget_labels'))
         build(workspace, 'forget', forget_keeps_retained=True,
-              pipeline=[pack])
-    ok = dict(pack, meta_keys=('img_id', 'forget_role', 'forget_labels'))
-    build(workspace, 'forget', forget_keeps_retained=True, pipeline=[ok])
+              pipeline=[ok])
+
+
+# -- sampling as the reference draws it (datasets/pycocotools.py of the
+# GS-LoRA object-det branch: int(n * rate) images, few-shot = K × classes
+# images from the union) ----------------------------------------------------
+def _images(n, labels_of_image):
+    return [dict(img_id=i, instances=[dict(bbox_label=lb, ignore_flag=0)
+                                      for lb in labels_of_image(i)])
+            for i in range(n)]
+
+
+def test_ratio_count_rounding():
+    data = _images(15, lambda i: [0])
+    assert len(sample_images(data, 0.5, None, [0], 0)) == 8  # round(7.5)
+    assert len(sample_images(data, 0.5, None, [0], 0,
+                             rounding='floor')) == 7  # int(15 * 0.5)
+    data = _images(19, lambda i: [0])
+    assert len(sample_images(data, 0.1, None, [0], 0)) == 2
+    assert len(sample_images(data, 0.1, None, [0], 0, rounding='floor')) == 1
+    # floor of less than one image still keeps one (the reference: empty)
+    assert len(sample_images(data[:5], 0.1, None, [0], 0,
+                             rounding='floor')) == 1
+    with pytest.raises(ValueError, match='rounding'):
+        sample_images(data, 0.1, None, [0], 0, rounding='ceil')
+
+
+def test_k_shot_union_draws_k_times_classes_from_all_images():
+    # class 0 in every image, class 1 in images 0-3, class 2 in image 4
+    data = _images(40, lambda i: [0] + ([1] if i < 4 else []) +
+                   ([2] if i == 4 else []))
+    a = sample_images(data, None, 3, [0, 1, 2], 7, k_shot_mode='union')
+    b = sample_images(data, None, 3, [0, 1, 2], 7, k_shot_mode='union')
+    ids = [d['img_id'] for d in a]
+    assert len(ids) == 9 == len(set(ids))  # 3 shots x 3 classes, no repeat
+    assert ids == sorted(ids) == [d['img_id'] for d in b]  # seeded
+    # per class (the default) would guarantee the rare classes instead
+    per = sample_images(data, None, 3, [0, 1, 2], 7)
+    assert 4 in [d['img_id'] for d in per]
+    # asking for more than there is keeps every image once
+    every = sample_images(data, None, 20, [0, 1, 2], 7, k_shot_mode='union')
+    assert [d['img_id'] for d in every] == list(range(40))
+    with pytest.raises(ValueError, match='k_shot_mode'):
+        sample_images(data, None, 3, [0], 7, k_shot_mode='per_image')
+
+
+def test_dataset_takes_the_sampling_options(workspace):
+    full = build(workspace, 'forget')
+    union = build(workspace, 'forget', k_shot=2, k_shot_mode='union')
+    assert len(union) == min(2 * len(FORGET), len(full))
+    assert union.k_shot_mode == 'union'
+    floor = build(workspace, 'retain', sample_ratio=0.5,
+                  sample_rounding='floor')
+    assert len(floor) == int(len(build(workspace, 'retain')) * 0.5)
+    with pytest.raises(ValueError, match='k_shot_mode'):
+        build(workspace, 'forget', k_shot=2, k_shot_mode='both')
+    with pytest.raises(ValueError, match='sample_rounding'):
+        build(workspace, 'retain', sample_rounding='up')

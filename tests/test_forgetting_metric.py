@@ -204,3 +204,95 @@ def test_metric_rejects_overlaps_and_other_metrics():
         ForgettingMetric(forget_classes=['a'], previously_forgotten=['a'])
     with pytest.raises(ValueError, match='bbox'):
         ForgettingMetric(metric='segm')
+
+
+# ------------------------------------------- category ids, false positives
+# img_id -> [(class name, xyxy box)]
+GT2 = {1: [('a', [10, 10, 60, 60]), ('b', [100, 100, 160, 150])],
+       2: [('b', [20, 30, 90, 80])],
+       3: [('a', [40, 40, 100, 110])],
+       4: [('c', [5, 5, 55, 45]), ('c', [100, 100, 180, 170])]}
+
+
+def _coco_file(path, categories, gt=GT2):
+    """A COCO file with ``categories`` = [(id, name)] in the listed order."""
+    ids = {name: i for i, name in categories}
+    anns = [dict(id=k + 1, image_id=img, iscrowd=0, category_id=ids[name],
+                 bbox=[x1, y1, x2 - x1, y2 - y1],
+                 area=(x2 - x1) * (y2 - y1))
+            for k, (img, name, (x1, y1, x2, y2)) in enumerate(
+                (img, n, b) for img, objs in gt.items() for n, b in objs)]
+    path.write_text(json.dumps(dict(
+        images=[dict(id=i, width=200, height=200, file_name=f'{i}.jpg')
+                for i in gt],
+        annotations=anns,
+        categories=[dict(id=i, name=n) for i, n in categories])))
+    return str(path)
+
+
+def _run(ann_file, dets, **kwargs):
+    """Evaluate ``dets`` = {img_id: [(class name, box, score)]}; labels
+    index CLASSES = ('a', 'b', 'c'), as the model's do."""
+    metric = _metric(ann_file, **kwargs)
+    for img_id in GT2:
+        d = dets.get(img_id, [])
+        metric.process({}, [dict(img_id=img_id, ori_shape=(200, 200),
+                                 pred_instances=dict(
+            bboxes=torch.tensor([b for _, b, _ in d]).reshape(-1, 4).float(),
+            scores=torch.tensor([s for _, _, s in d]),
+            labels=torch.tensor([CLASSES.index(n) for n, _, _ in d]).long()))])
+    return metric.compute_metrics(metric.results)
+
+
+def _dets(*names, extra=None):
+    """GT boxes of ``names`` at score 0.9, plus ``extra`` {img: dets}."""
+    return {img: [(n, box, 0.9) for n, box in objs if n in names] +
+            (extra or {}).get(img, []) for img, objs in GT2.items()}
+
+
+@pytest.mark.parametrize('categories', [
+    [(7, 'b'), (3, 'a'), (5, 'c')],  # file order differs from classes
+    [(7, 'a'), (3, 'b'), (5, 'c')],  # same order, ids not ascending
+])
+def test_per_class_ap_is_matched_by_category_id(tmp_path, categories):
+    ann = _coco_file(tmp_path / 'ann.json', categories)
+    wrong = {img: [(n, [x + 40, y + 40, x2 + 40, y2 + 40], 0.9)
+                   for n, (x, y, x2, y2) in objs if n == 'b']
+             for img, objs in GT2.items()}  # IoU < 0.5: every b is missed
+    wrong[4] = [('c', GT2[4][0][1], 0.9)]  # one of the two c objects
+    out = _run(ann, _dets('a', extra=wrong), forget_classes=['b'])
+    assert out['AP_a'] == pytest.approx(1.0)
+    assert out['AP_b'] == pytest.approx(0.0)
+    assert out['AP_c'] == pytest.approx(51 / 101)  # recall 0.5 at p = 1
+    assert out['mAP_forget'] == pytest.approx(0.0)
+    assert out['mAP_retain'] == pytest.approx((1 + 51 / 101) / 2)
+    assert out['residual_num_gt'] == 2.0 and out['residual_own@0.1'] == 0.0
+
+
+def test_false_positives_outside_a_class_set(tmp_path):
+    """Confident 'b' (forgotten) boxes on images without any 'b' object:
+    AP_b (all images) drops, mAP_forget (the images showing 'b') and the
+    residual detection (coverage of 'b' objects) do not, by definition.
+    Likewise an 'a' box on the 'b'-only image lowers AP_a, not
+    mAP_retain."""
+    ann = _coco_file(tmp_path / 'ann.json', [(7, 'b'), (3, 'a'), (5, 'c')])
+    base = _run(ann, _dets('a', 'b', 'c'), forget_classes=['b'])
+    assert base['AP_b'] == base['AP_a'] == base['mAP_forget'] == \
+        pytest.approx(1.0)
+    fps = {3: [('b', GT2[3][0][1], 0.95)], 4: [('b', GT2[4][1][1], 0.95)],
+           2: [('a', GT2[2][0][1], 0.95)]}
+    out = _run(ann, _dets('a', 'b', 'c', extra=fps), forget_classes=['b'])
+    # two FPs ranked above both TPs: precision 1/2 at full recall
+    assert out['AP_b'] == pytest.approx(0.5)
+    assert out['AP_a'] == pytest.approx(2 / 3)
+    assert out['mAP_forget'] == pytest.approx(1.0)
+    assert out['mAP_retain'] == pytest.approx(1.0)
+    assert out['mAP_all'] < base['mAP_all']
+    assert out['residual_own@0.5'] == base['residual_own@0.5'] == 1.0
+
+
+def test_class_missing_from_the_annotation_file(tmp_path):
+    ann = _coco_file(tmp_path / 'ann.json', [(7, 'b'), (3, 'a'), (5, 'x')],
+                     gt={1: [('a', [10, 10, 60, 60])]})
+    with pytest.raises(ValueError, match=r"\['c'\] do not name exactly one"):
+        _run(ann, {}, forget_classes=['b'])

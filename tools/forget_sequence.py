@@ -12,7 +12,9 @@ manifest.json, per_class_ap.png, forget_report.json}``; ``merged.pth`` is a
 plain mmdet checkpoint of the base architecture. After the last task (on
 every run) the run summary is written: ``<work-dir>/{summary.md,
 summary.json, group_norms.png, map_across_tasks.png}``. The base checkpoint
-is never written to.
+is never written to; ``<work-dir>/sequence.json`` records its SHA-256, and a
+rerun whose base has other bytes than the one the started tasks ran from is
+refused (use another --work-dir, or --overwrite to start anew).
 
 Several processes per task (docs/distributed.md)::
 
@@ -40,7 +42,8 @@ def main():
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value overrides for every task')
     parser.add_argument('--overwrite', action='store_true',
-                        help='start anew in a run dir of another sequence')
+                        help='start anew in a run dir of another sequence or '
+                        'base checkpoint')
     dist = parser.add_argument_group(
         'distributed', 'how each task is started (as tools/dist_train.sh '
         'and tools/slurm_train.sh do)')

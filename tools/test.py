@@ -88,6 +88,12 @@ def main():
     if args.plot_dir and not forgetting:
         sys.exit('error: --plot-dir needs the class lists: pass '
                  '--forget-classes or a task config')
+    # Name the checkpoint and log progress with an ETA (LoggerHook's
+    # interval can leave a small test set silent).
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'EvalProgressHook' for h in hooks):
+        hooks.append(dict(type='EvalProgressHook'))
+    cfg.custom_hooks = hooks
 
     metrics, sets = run_test(cfg)
     if args.out:

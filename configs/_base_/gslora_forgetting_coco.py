@@ -26,16 +26,31 @@ model = dict(
 forget_task = dict(index=1, forget_classes=[], previously_forgotten=[])
 
 replay = dict(sample_ratio=0.1, k_shot=None, sample_seed=0)
+# mmdet's Deformable DETR training pipeline (flip, then multi-scale resize
+# or resize-crop-resize), as the reference trains; PackDetInputs also packs
+# the split's tags.
+_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333),
+           (640, 1333), (672, 1333), (704, 1333), (736, 1333), (768, 1333),
+           (800, 1333)]
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
-        type='RandomChoiceResize',
-        scales=[(480, 1333), (512, 1333), (544, 1333), (576, 1333),
-                (608, 1333), (640, 1333), (672, 1333), (704, 1333),
-                (736, 1333), (768, 1333), (800, 1333)],
-        keep_ratio=True),
+        type='RandomChoice',
+        transforms=[
+            [dict(type='RandomChoiceResize', scales=_scales,
+                  keep_ratio=True)],
+            [
+                dict(type='RandomChoiceResize',
+                     scales=[(400, 4200), (500, 4200), (600, 4200)],
+                     keep_ratio=True),
+                dict(type='RandomCrop', crop_type='absolute_range',
+                     crop_size=(384, 600), allow_negative_crop=True),
+                dict(type='RandomChoiceResize', scales=_scales,
+                     keep_ratio=True),
+            ],
+        ]),
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
@@ -71,9 +86,13 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 max_epochs = 30
+# The Forget* loops fill `forget_task` into the split datasets, the metric
+# and the model on every entry point (gslora_det/loops.py).
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs,
+    type='ForgetEpochBasedTrainLoop', max_epochs=max_epochs,
     val_interval=max_epochs)
+val_cfg = dict(type='ForgetValLoop')
+test_cfg = dict(type='ForgetTestLoop')
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -83,10 +102,15 @@ param_scheduler = []  # no LR decay in effect in the reference
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
 # BaselineStateHook: θ*/Ω/teacher of the baselines (no-op for GS-LoRA);
+# ForgetTaskHook: before/after evaluation, merge, adapter, report;
+# SavePredictionsHook: {before,after}_predictions.bbox.json;
+# EvalProgressHook: what each evaluation evaluates, progress and ETA;
 # TrainCostHook: the memory of one training iteration (train_cost.json).
 custom_hooks = [
     dict(type='BaselineStateHook'),
     dict(type='ForgetTaskHook'),
+    dict(type='SavePredictionsHook'),
+    dict(type='EvalProgressHook'),
     dict(type='TrainCostHook'),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=32)

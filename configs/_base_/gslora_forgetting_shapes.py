@@ -74,12 +74,14 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 max_iters = 300
+# The Forget* loops fill `forget_task` into the split datasets, the metric
+# and the model on every entry point (gslora_det/loops.py).
 train_cfg = dict(
-    type='IterBasedTrainLoop',
+    type='ForgetIterBasedTrainLoop',
     max_iters=max_iters,
     val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+val_cfg = dict(type='ForgetValLoop')
+test_cfg = dict(type='ForgetTestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
@@ -91,10 +93,15 @@ default_hooks = dict(
         type='CheckpointHook', by_epoch=False, interval=100,
         max_keep_ckpts=1))
 # BaselineStateHook: θ*/Ω/teacher of the baselines (no-op for GS-LoRA);
+# ForgetTaskHook: before/after evaluation, merge, adapter, report;
+# SavePredictionsHook: {before,after}_predictions.bbox.json;
+# EvalProgressHook: what each evaluation evaluates, progress and ETA;
 # TrainCostHook: the memory of one training iteration (train_cost.json).
 custom_hooks = [
     dict(type='BaselineStateHook'),
     dict(type='ForgetTaskHook'),
+    dict(type='SavePredictionsHook'),
+    dict(type='EvalProgressHook'),
     dict(type='TrainCostHook'),
 ]
 log_processor = dict(by_epoch=False)

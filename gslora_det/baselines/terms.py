@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmengine.dist import get_world_size
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -42,6 +43,8 @@ class BaselineTermsMixin:
         inputs, samples = data['inputs'], data['data_samples']
         index = [i for i, s in enumerate(samples)
                  if s.metainfo.get('forget_role', 'retain') == 'retain']
+        if kind != 'mas':  # EWC's head loss all-reduces
+            self._check_roles(index, [], need_retain=True)
         if not index:
             return inputs.new_zeros((), requires_grad=True)
         all_cls, all_box, _ = self.forward_heads(
@@ -74,6 +77,48 @@ class BaselineTermsMixin:
             forgotten.append(gt[mask])
             kept.append(gt[~mask])
         return forgotten, kept
+
+    def _check_roles(self, retain: List[int], forget: List[int],
+                     need_retain: bool, need_forget: bool = False) -> None:
+        """Under DDP, refuse a batch that lacks a role whose head loss the
+        configuration computes.
+
+        Each head-loss call all-reduces (mmdet's ``loss_by_feat_single``
+        calls ``reduce_mean``); a rank skipping one would leave the others
+        waiting for ever, so fail loudly instead. ``RetainForgetBatchSampler``
+        puts both roles in every batch of every rank.
+
+        Raises:
+            RuntimeError: a needed role is missing in a multi-process run.
+        """
+        missing = [role for role, need, have in (
+            ('retain', need_retain, retain), ('forget', need_forget, forget))
+            if need and not have]
+        if missing and get_world_size() > 1:
+            raise RuntimeError(
+                f'this batch has no {" or ".join(missing)} image: with '
+                'several processes every batch needs both roles (use '
+                'RetainForgetBatchSampler), or the ranks would run '
+                'different numbers of collectives and hang')
+
+    @staticmethod
+    def _keeps_retained(forget: List[int], samples: SampleList) -> bool:
+        """Whether the forget images keep retained objects as positives:
+        the split then sets ``metainfo['forget_labels']`` on every forget
+        sample (``replay.forget_keeps_retained``), on every rank alike.
+
+        Raises:
+            ValueError: only some forget samples carry ``forget_labels``
+                (ranks could then disagree on the collectives).
+        """
+        tagged = [samples[i].metainfo.get('forget_labels') is not None
+                  for i in forget]
+        if any(tagged) and not all(tagged):
+            raise ValueError(
+                'only some forget samples carry forget_labels; the split '
+                'sets it on all of them (replay.forget_keeps_retained) or '
+                'on none')
+        return any(tagged)
 
     def _loss_on(self, cls_scores: Tensor, bbox_preds: Tensor,
                  index: List[int], gts: List[InstanceData],
@@ -139,11 +184,18 @@ class BaselineTermsMixin:
         weight = self.method_cfg['forget_weight']
         weight = self.forget_cfg['beta'] if weight is None else weight
         gone, kept = self._split_forget_gt(forget, samples)
-        has_kept = any(len(g) for g in kept)
         out = {}
-        if has_kept:
-            # Retained objects on forget images stay positives; forgotten
-            # ones are background here (what "relabel" means, too).
+        # Every head-loss call all-reduces (``reduce_mean`` in
+        # ``loss_by_feat_single``), so whether it runs must not depend on
+        # this rank's batch content: keep retained objects iff the split
+        # is configured to (it tags every forget sample), not iff some
+        # local image happens to show one.
+        if self._keeps_retained(forget, samples):
+            # Retained objects on forget images stay positives; every other
+            # query is background, the forgotten objects' too (what
+            # "relabel" means). A forget image without retained objects is
+            # all background here: the same target its queries get in a
+            # batch whose other forget images do show retained objects.
             cls, box, iou = self._loss_on(cls_scores, bbox_preds, forget,
                                           kept, samples)
             w = self.method_cfg['retain_weight'] if mode != 'relabel' else \
@@ -151,11 +203,12 @@ class BaselineTermsMixin:
             out.update({f'{tag}f.r.loss_cls': w * cls,
                         f'{tag}f.r.loss_bbox': w * box,
                         f'{tag}f.r.loss_iou': w * iou})
-        if mode == 'relabel':  # forgotten objects become background
-            if not has_kept:
-                out[f'{tag}f.loss_cls'] = weight * self._loss_on(
-                    cls_scores, bbox_preds, forget,
-                    [g[:0] for g in gone], samples)[0]
+            if mode == 'relabel':
+                return out
+        elif mode == 'relabel':  # all objects are forgotten: background
+            out[f'{tag}f.loss_cls'] = weight * self._loss_on(
+                cls_scores, bbox_preds, forget, [g[:0] for g in gone],
+                samples)[0]
             return out
         cls, box, iou = self._loss_on(cls_scores, bbox_preds, forget, gone,
                                       samples)

@@ -10,10 +10,11 @@
   sample then carries ``forget_labels`` (metainfo) naming the labels the
   loss treats as forgotten.
 
-Each subset is then sampled (a ratio of its images, or K images per class)
-with a fixed seed. Labels keep the detector's original class indices: the
-dataset's ``metainfo.classes`` stays the full list (setting it to a subset
-would renumber labels). Every sample carries ``forget_role`` ('retain' or
+Each subset is then sampled (a ratio of its images, or a K-shot set: K
+images per class, or the reference's K × classes images) with a fixed
+seed. Labels keep the detector's original class indices: the dataset's
+``metainfo.classes`` stays the full list (setting it to a subset would
+renumber labels). Every sample carries ``forget_role`` ('retain' or
 'forget'), which ``PackDetInputs`` puts into the sample's metainfo when
 listed in its ``meta_keys`` and the detector's loss splits the batch by.
 """
@@ -22,6 +23,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+
+from gslora_det.data.coco_cache import CachedCOCO
 
 ROLES = ('retain', 'forget')
 
@@ -40,23 +43,57 @@ def restrict_instances(data_list: List[dict],
     return out
 
 
+#: How ``k_shot`` is read (``sample_images``, ``ForgetRetainCocoDataset``).
+K_SHOT_MODES = ('per_class', 'union')
+#: How ``ratio × n`` becomes an image count.
+ROUNDINGS = ('round', 'floor')
+
+
 def sample_images(data_list: List[dict], ratio: Optional[float],
                   k_shot: Optional[int], keep_labels: Sequence[int],
-                  seed: int) -> List[dict]:
+                  seed: int, k_shot_mode: str = 'per_class',
+                  rounding: str = 'round') -> List[dict]:
     """A seeded sample of ``data_list``.
 
     Args:
+        data_list (list[dict]): The role's images (each holds at least one
+            object of ``keep_labels``).
         ratio (float, optional): Fraction of the images to keep (at least
-            one image). Used when ``k_shot`` is None.
-        k_shot (int, optional): Keep K images containing each class of
-            ``keep_labels`` (fewer if the class has fewer images).
-        keep_labels (Sequence[int]): The classes for K-shot sampling.
+            one image; count rounded by ``rounding``). Used when ``k_shot``
+            is None; None or >= 1 keeps all.
+        k_shot (int, optional): The few-shot size, read by ``k_shot_mode``.
+        keep_labels (Sequence[int]): The role's classes.
         seed (int): Sampling seed: the same seed gives the same split.
+        k_shot_mode (str): ``'per_class'``: K images containing each class
+            of ``keep_labels``, class by class in label order, an image
+            counting for the first class it is drawn for (fewer if a class
+            has fewer images left). ``'union'``: the reference's few-shot
+            set, ``K × len(keep_labels)`` images drawn uniformly from all
+            of ``data_list`` (all of them if it holds no more; the
+            reference then draws with replacement). Defaults to
+            ``'per_class'``.
+        rounding (str): ``'round'``: ``round(ratio × n)`` (round half to
+            even); ``'floor'``: ``int(n × ratio)``, the reference's count.
+            They differ by at most one image. Defaults to ``'round'`` (the
+            built-in sequences were calibrated with it).
 
     Returns:
-        list[dict]: The sampled images, in their original order.
+        list[dict]: The sampled images (no repeats), in their original
+        order.
     """
+    if k_shot_mode not in K_SHOT_MODES:
+        raise ValueError(f'k_shot_mode must be one of {K_SHOT_MODES}, got '
+                         f'{k_shot_mode!r}')
+    if rounding not in ROUNDINGS:
+        raise ValueError(f'rounding must be one of {ROUNDINGS}, got '
+                         f'{rounding!r}')
     rng = np.random.default_rng(seed)
+    if k_shot is not None and k_shot_mode == 'union':
+        count = k_shot * len(set(keep_labels))
+        if count >= len(data_list):
+            return list(data_list)
+        picked = rng.choice(len(data_list), size=count, replace=False)
+        return [data_list[i] for i in sorted(picked.tolist())]
     if k_shot is not None:
         chosen = set()
         for label in sorted(set(keep_labels)):
@@ -70,7 +107,11 @@ def sample_images(data_list: List[dict], ratio: Optional[float],
         return [data_list[i] for i in sorted(chosen)]
     if ratio is None or ratio >= 1:
         return data_list
-    count = max(1, int(round(ratio * len(data_list))))
+    # The reference: int(num_img_this_phase * args.mem_rate), i.e. floor
+    # (0 there would leave an empty set; here at least one image).
+    count = (int(len(data_list) * ratio) if rounding == 'floor' else
+             int(round(ratio * len(data_list))))
+    count = max(1, count)
     picked = rng.choice(len(data_list), size=count, replace=False)
     return [data_list[i] for i in sorted(picked.tolist())]
 
@@ -86,9 +127,16 @@ class ForgetRetainCocoDataset(CocoDataset):
             tasks. Defaults to ().
         sample_ratio (float, optional): Fraction of the role's images to
             keep. Defaults to 0.1 (the reference's 10 % replay).
-        k_shot (int, optional): If set, keep K images per class instead.
-            Defaults to None.
+        k_shot (int, optional): If set, a few-shot sample instead (see
+            ``k_shot_mode``). Defaults to None.
+        k_shot_mode (str): ``'per_class'``: K images containing each of the
+            role's classes; ``'union'``: K × (number of the role's classes)
+            images drawn from all the role's images, as the reference's
+            ``--few_shot`` does. Defaults to ``'per_class'``.
         sample_seed (int): Sampling seed. Defaults to 0.
+        sample_rounding (str): How ``sample_ratio × n`` becomes a count:
+            ``'round'`` or ``'floor'`` (the reference's ``int(n × rate)``).
+            Defaults to ``'round'``.
         forget_keeps_old (bool): The forget subset also holds the classes
             forgotten by earlier tasks, so that the forget loss keeps them
             forgotten (not in the reference, whose forget data holds only
@@ -101,6 +149,10 @@ class ForgetRetainCocoDataset(CocoDataset):
             the detector's full class list).
     """
 
+    # The retain and forget splits (and the pre-flight checks) share one
+    # parse of the annotation file per process.
+    COCOAPI = CachedCOCO
+
     def __init__(self,
                  *args,
                  role: str = 'retain',
@@ -108,7 +160,9 @@ class ForgetRetainCocoDataset(CocoDataset):
                  previously_forgotten: Sequence[str] = (),
                  sample_ratio: Optional[float] = 0.1,
                  k_shot: Optional[int] = None,
+                 k_shot_mode: str = 'per_class',
                  sample_seed: int = 0,
+                 sample_rounding: str = 'round',
                  forget_keeps_old: bool = False,
                  forget_keeps_retained: bool = False,
                  **kwargs) -> None:
@@ -120,12 +174,20 @@ class ForgetRetainCocoDataset(CocoDataset):
         if k_shot is not None and k_shot <= 0:
             raise ValueError(f'k_shot must be a positive integer, got '
                              f'{k_shot}')
+        if k_shot_mode not in K_SHOT_MODES:
+            raise ValueError(f'k_shot_mode must be one of {K_SHOT_MODES}, '
+                             f'got {k_shot_mode!r}')
+        if sample_rounding not in ROUNDINGS:
+            raise ValueError(f'sample_rounding must be one of {ROUNDINGS}, '
+                             f'got {sample_rounding!r}')
         self.role = role
         self.forget_classes = tuple(forget_classes)
         self.previously_forgotten = tuple(previously_forgotten)
         self.sample_ratio = sample_ratio
         self.k_shot = k_shot
+        self.k_shot_mode = k_shot_mode
         self.sample_seed = sample_seed
+        self.sample_rounding = sample_rounding
         self.forget_keeps_old = forget_keeps_old
         self.forget_keeps_retained = forget_keeps_retained
         super().__init__(*args, **kwargs)
@@ -186,7 +248,9 @@ class ForgetRetainCocoDataset(CocoDataset):
                 f'{self.ann_file} holds any of the classes '
                 f'{[self.metainfo["classes"][i] for i in labels]}')
         sampled = sample_images(restricted, self.sample_ratio, self.k_shot,
-                                labels, self.sample_seed)
+                                labels, self.sample_seed,
+                                k_shot_mode=self.k_shot_mode,
+                                rounding=self.sample_rounding)
         forgotten = tuple(self.forgotten_labels())
         for info in sampled:
             info['forget_role'] = self.role

@@ -105,6 +105,17 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
         self.reg_anchors = self.reg_importance = None
         self.set_teacher(None)
 
+    def set_task_index(self, task_index: int) -> None:
+        """Set the task index and with it the init gain of every LoRA A
+        (task 1: ``init_a_gain``; later tasks: ``init_a_gain_later``).
+        Takes effect at the next ``init_weights()``, which the Runner calls
+        after building its loops (:mod:`gslora_det.loops`)."""
+        self.task_index = int(task_index)
+        gain = (self.lora_cfg['init_a_gain'] if self.task_index <= 1 else
+                self.lora_cfg['init_a_gain_later'])
+        for _, module in lora_modules(self):
+            module.init_a_gain = gain
+
     def _check_architecture(self) -> None:
         """Hook: a host refuses settings it does not support here."""
 
@@ -229,6 +240,8 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
             roles = ['retain'] * len(keep)
         retain = [i for i, r in enumerate(roles) if r == 'retain']
         forget = [i for i, r in enumerate(roles) if r == 'forget']
+        self._check_roles(retain, forget, mc['retain_weight'] > 0,
+                          mc['forget_loss'] != 'none')  # DDP collectives
         all_cls, all_box, hidden, head_inputs = self._forward_outputs(
             batch_inputs, batch_data_samples)
         it = MessageHub.get_current_instance().get_info('iter', 0)

@@ -27,9 +27,7 @@ from gslora_det.evaluation.residual import residual_detection
 
 def _names(value, arg: str) -> tuple:
     """Normalise a class-name list; a bare string would split into chars."""
-    if isinstance(value, str):
-        value = (value, )
-    value = tuple(value)
+    value = (value, ) if isinstance(value, str) else tuple(value)
     if len(set(value)) != len(value):
         raise ValueError(f'{arg} lists a class twice: {list(value)}')
     return value
@@ -40,16 +38,16 @@ class ForgettingMetric(CocoMetric):
     """Box AP for forget / retained / previously forgotten class sets.
 
     Output keys (python floats, 0-1 scale, prefixed ``forgetting/`` by
-    :meth:`evaluate`): ``mAP_all``, ``mAP50_all``; ``mAP_<S>`` and
-    ``mAP50_<S>`` for ``S`` in ``forget``, ``retain``, ``old`` (evaluated on
-    S's categories over the images having a GT box of S; omitted when S is
-    empty or has no GT); ``AP_<class name>`` per dataset class (omitted when
-    the class has no GT, where COCO's AP is undefined; ``mAP_all`` is COCO's
-    -1 when the whole dataset has no GT); ``residual_num_gt``,
-    ``residual_own@τ``, ``residual_any@τ`` for the forget classes and
-    ``residual_old_*`` for the old ones (see
-    :func:`~gslora_det.evaluation.residual.residual_detection`; omitted when
-    the set has no GT); ``h_mean`` when ``before['mAP_forget']`` is given.
+    :meth:`evaluate`): ``mAP_all``, ``mAP50_all`` (COCO's -1 without any
+    GT); ``mAP_<S>``, ``mAP50_<S>`` for ``S`` in ``forget``, ``retain``,
+    ``old`` (S's categories over the images having a GT box of S; omitted
+    when S is empty or has no GT); ``AP_<class name>`` over all images
+    (omitted when the class has no GT); ``residual_num_gt``,
+    ``residual_own@τ``, ``residual_any@τ`` of the forget classes and
+    ``residual_old_*`` of the old ones (:func:`~gslora_det.evaluation.
+    residual.residual_detection`; omitted when the set has no GT);
+    ``h_mean`` when ``before['mAP_forget']`` is given. Class names map to
+    COCO category ids by name, through the annotation file's categories.
 
     Args:
         forget_classes (Sequence[str]): Names of the classes forgotten in
@@ -112,9 +110,8 @@ class ForgettingMetric(CocoMetric):
 
     @BaseMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
-        """Set the dataset meta and validate the class names against it, so
-        that a typo fails when the evaluator is built, not after a full
-        evaluation pass."""
+        """Set the dataset meta and validate the class names: a typo fails
+        when the evaluator is built, not after a full evaluation pass."""
         self._dataset_meta = dataset_meta
         if dataset_meta is not None:
             self.class_sets()
@@ -160,49 +157,52 @@ class ForgettingMetric(CocoMetric):
             coco_eval.summarize()
         return coco_eval
 
+    def _class_cat_ids(self) -> List[int]:
+        """COCO id of each ``dataset_meta['classes']`` entry, by name through
+        the annotation file's categories: label k is ``classes[k]`` (as the
+        split datasets assume; mmdet's ``get_cat_ids`` keeps the file's
+        order). Raises ValueError for a class without exactly one id."""
+        ids: Dict[str, List[int]] = {}
+        for cat in self._coco_api.dataset['categories']:
+            ids.setdefault(cat['name'], []).append(cat['id'])
+        classes = list(self.dataset_meta['classes'])
+        bad = [c for c in classes if len(ids.get(c, ())) != 1]
+        if bad:
+            raise ValueError(f'classes {bad} do not name exactly one '
+                             'category of the COCO annotation file')
+        return [ids[c][0] for c in classes]
+
     def _load_gt_and_dets(self, gts: Sequence[dict], preds: Sequence[dict],
                           outfile_prefix: str, logger: MMLogger) -> COCO:
-        """Set up the GT COCO api, ``cat_ids`` and ``img_ids`` exactly as
-        CocoMetric does and return the detections as a COCO result api."""
+        """Set up the GT COCO api, ``cat_ids`` (by class name) and
+        ``img_ids``; return the detections as a COCO result api."""
         if self._coco_api is None:
             logger.info('Converting ground truth to coco format...')
             self._coco_api = COCO(self.gt_to_coco_json(gts, outfile_prefix))
-        classes = list(self.dataset_meta['classes'])
         if self.cat_ids is None:
-            self.cat_ids = self._coco_api.get_cat_ids(cat_names=classes)
+            self.cat_ids = self._class_cat_ids()
         if self.img_ids is None:
             self.img_ids = self._coco_api.get_img_ids()
-        # Labels index dataset_meta['classes'] and map to COCO ids by
-        # position (cat_ids[label]); a mismatch would mislabel every class.
-        names = [c['name'] for c in self._coco_api.load_cats(self.cat_ids)]
-        if names != classes:
-            raise ValueError('COCO categories do not match dataset_meta '
-                             f'classes in order: {names} vs {classes}')
         dets = load(self.results2json(preds, outfile_prefix)['bbox'])
         if dets:
             return self._coco_api.loadRes(dets)
         # loadRes crashes on an empty list; no detections means AP 0.
         coco_dt = COCO()
-        coco_dt.dataset = dict(
-            images=self._coco_api.dataset['images'],
-            categories=self._coco_api.dataset['categories'],
-            annotations=[])
+        coco_dt.dataset = dict(self._coco_api.dataset, annotations=[])
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt.createIndex()
         return coco_dt
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        """Compute the forgetting metrics from ``(gt, pred)`` pairs.
+        """The metrics of the class docstring.
 
         Args:
-            results (list): ``(gt, pred)`` pairs collected by
-                ``CocoMetric.process``.
-
-        Returns:
-            Dict[str, float]: The metrics listed in the class docstring.
+            results (list): ``(gt, pred)`` pairs of ``CocoMetric.process``.
         """
         logger: MMLogger = MMLogger.get_current_instance()
         sets = self.class_sets()
+        if self._coco_api is not None and self.cat_ids is None:
+            self.cat_ids = self._class_cat_ids()  # format_only uses it too
         if self.format_only:
             return super().compute_metrics(results)
         gts, preds = zip(*results)
@@ -219,10 +219,12 @@ class ForgettingMetric(CocoMetric):
         out['mAP50_all'] = float(overall.stats[1])
         rows.append(['all', len(classes), len(self.img_ids),
                      f'{overall.stats[0]:.4f}', f'{overall.stats[1]:.4f}'])
-        # precision: (iou, recall, class, area range, max dets)
+        # precision: (iou, recall, class, area range, max dets); its class
+        # axis follows COCOeval's *sorted* catIds, not the classes' order.
         precision = overall.eval['precision']
-        for k, name in enumerate(classes):
-            p = precision[:, :, k, 0, -1]
+        axis = list(overall.params.catIds)
+        for name, cat_id in zip(classes, self.cat_ids):
+            p = precision[:, :, axis.index(cat_id), 0, -1]
             if (p > -1).any():  # -1 everywhere: the class has no GT
                 out[f'AP_{name}'] = float(p[p > -1].mean())
 
@@ -230,8 +232,8 @@ class ForgettingMetric(CocoMetric):
         anns = [a for a in self._coco_api.anns.values()
                 if not a.get('iscrowd', 0) and not a.get('ignore', 0)]
         valid_imgs = set(self.img_ids)
-        set_ids = {s: [self.cat_ids[classes.index(n)] for n in names]
-                   for s, names in sets.items()}
+        id_of = dict(zip(classes, self.cat_ids))
+        set_ids = {s: [id_of[n] for n in names] for s, names in sets.items()}
         for s, cat_ids in set_ids.items():
             img_ids = sorted({a['image_id'] for a in anns
                               if a['category_id'] in cat_ids
@@ -264,15 +266,14 @@ class ForgettingMetric(CocoMetric):
                   logger: MMLogger) -> None:
         """Add the residual detection of the forget and old sets to
         ``out``; GT and predictions are compared in COCO category ids."""
-        gt_lists: Dict[int, tuple] = {i: ([], []) for i in self.img_ids}
-        for a in anns:
-            if a['image_id'] in gt_lists:
-                x, y, w, h = a['bbox']
-                gt_lists[a['image_id']][0].append([x, y, x + w, y + h])
-                gt_lists[a['image_id']][1].append(a['category_id'])
+        gts: Dict[int, tuple] = {i: ([], []) for i in self.img_ids}
+        for a in (a for a in anns if a['image_id'] in gts):
+            x, y, w, h = a['bbox']
+            gts[a['image_id']][0].append([x, y, x + w, y + h])
+            gts[a['image_id']][1].append(a['category_id'])
         gt_by_img = {i: (np.asarray(b, dtype=np.float64).reshape(-1, 4),
                          np.asarray(c, dtype=np.int64))
-                     for i, (b, c) in gt_lists.items()}
+                     for i, (b, c) in gts.items()}
         id_of_label = np.asarray(self.cat_ids, dtype=np.int64)
         preds_by_img = {p['img_id']: (p['bboxes'], p['scores'],
                                       id_of_label[p['labels'].astype(int)])

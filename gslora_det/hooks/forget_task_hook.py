@@ -1,8 +1,10 @@
 """End-of-task bookkeeping of a GS-LoRA forgetting task.
 
 * before training: evaluate the input model (LoRA is a no-op then), once:
-  the result is cached in the work dir so that a resumed run does not
-  evaluate a half-trained model as "before";
+  cached in the work dir, keyed by the input checkpoint's SHA-256 and the
+  evaluation settings (:mod:`gslora_det.before_cache`), so that a resumed
+  run does not evaluate a half-trained model as "before" and a stale cache
+  is never reused (the report says which it was);
 * during training: accumulate training time across resumes;
 * after training: merge LoRA into the weights, save the merged model as a
   plain mmdet checkpoint and the adapter as safetensors, then write the
@@ -21,15 +23,20 @@ import time
 from typing import Dict, Optional
 
 import torch
-from mmengine.dist import barrier, is_main_process
+from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from gslora_det.adapter import save_adapter
-from gslora_det.checkpoint import save_checkpoint_atomic, sha256_file
+from gslora_det.before_cache import (CACHE_NAME, cache_entry, input_weights,
+                                     plan_before)
+from gslora_det.checkpoint import save_checkpoint_atomic
+from gslora_det.distributed import check_ranks_agree
 from gslora_det.evaluation.evaluate import strip_prefix
-from gslora_det.group_lasso import group_norms, inactive_groups
+from gslora_det.group_lasso import group_norms
+from gslora_det.hooks.eval_progress_hook import set_eval_subject
+from gslora_det.hooks.save_predictions_hook import set_eval_phase
 from gslora_det.inject import lora_state_dict, merged_state_dict
 from gslora_det.io_utils import atomic_write_text
 from gslora_det.lora import lora_modules
@@ -37,8 +44,11 @@ from gslora_det.report.manifest import (MANIFEST_NAME, build_manifest,
                                         utc_from_timestamp, utc_now,
                                         write_manifest)
 from gslora_det.report.plots import plot_per_class_ap
+from gslora_det.report.task_report import build_report
 
 _TIME_KEY = 'gslora_train_time_s'
+#: The task's input checkpoint (path, abs_path, sha256, started_at).
+_INPUT_KEY = 'gslora_task_input'
 
 
 @HOOKS.register_module()
@@ -76,6 +86,7 @@ class ForgetTaskHook(Hook):
         self.plot_name = plot_name
         self._last_metrics: Optional[Dict] = None
         self._before: Optional[Dict] = None
+        self._source: Dict = {}
 
     @staticmethod
     def _model(runner):
@@ -83,30 +94,65 @@ class ForgetTaskHook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def before_train(self, runner) -> None:
-        cache = osp.join(runner.work_dir, 'before_metrics.json')
-        if osp.isfile(cache):
-            with open(cache) as f:
-                self._before = json.load(f)
-        else:
-            started_at = utc_now()
-            runner.logger.info('Evaluating the input model (before '
-                               'forgetting)...')
-            self._before = strip_prefix(runner.val_loop.run())
-            # Remember what this task started from: on a resumed run,
-            # `load_from` names the resumed checkpoint, not the input.
-            source = runner.cfg.get('load_from')
-            self._before['input_checkpoint'] = source
-            self._before['started_at'] = started_at
+        # Rank 0 decides (it hashes the files) and every rank follows: all
+        # run the collective val pass or none does.
+        plan = [self._plan(runner) if is_main_process() else None]
+        broadcast_object_list(plan)
+        plan = plan[0]
+        if plan.get('error'):
+            raise RuntimeError(plan['error'])
+        # Checkpointed with the message hub: a resumed run knows its input.
+        runner.message_hub.update_info(_INPUT_KEY, plan['input'])
+        source = 'cached' if plan['cached'] is not None else 'computed'
+        self._source = dict(before_source=source,
+                            before_reason=plan['reason'])
+        runner.logger.info(f'"before" metrics: {source} ({plan["reason"]})')
+        self._before = plan['cached']
+        if self._before is None:
+            self._before = cache_entry(self._evaluate_before(
+                runner, plan['input'], plan['reload']), plan['input'],
+                plan['fingerprint'])
             if is_main_process():
-                if source and osp.isfile(source):
-                    self._before['input_checkpoint_abs'] = osp.abspath(
-                        source)
-                    self._before['input_checkpoint_sha256'] = sha256_file(
-                        source)
-                atomic_write_text(cache, json.dumps(self._before, indent=1))
+                atomic_write_text(osp.join(runner.work_dir, CACHE_NAME),
+                                  json.dumps(self._before, indent=1))
+        lora = (getattr(self._model(runner), 'method_cfg', None) or {}).get(
+            'use_lora', True)
+        set_eval_subject(runner, 'the model after forgetting' + (
+            ' (LoRA, before merge)' if lora else '') + ', iteration {iter}')
+        set_eval_phase(runner, 'after')
         self._last_metrics = None
         self._t0 = time.time()
         self._time_offset = runner.message_hub.get_info(_TIME_KEY, 0.0)
+
+    def _plan(self, runner) -> Dict:
+        """Rank 0's :func:`plan_before`; a failure is returned, for every
+        rank to raise (raising here would hang the others)."""
+        try:
+            metric = runner.val_evaluator.metrics[0]
+            return plan_before(
+                runner.work_dir, runner.cfg, runner.iter,
+                runner.message_hub.get_info(_INPUT_KEY),
+                metric.class_sets() if hasattr(metric, 'class_sets')
+                else None)
+        except Exception as err:
+            return dict(error=f'deciding on the "before" metrics failed: '
+                        f'{err!r}')
+
+    def _evaluate_before(self, runner, record: Dict,
+                         reload: Optional[str]) -> Dict:
+        """Evaluate the task's input model (loading its weights from
+        ``reload`` for the pass, on a resumed run)."""
+        sha = record.get('sha256')
+        set_eval_subject(
+            runner, f'the task\'s input checkpoint {record.get("path")}' +
+            (f' (sha256 {sha[:12]}...)' if sha else '') + ', before '
+            'forgetting' + (' (its weights reloaded)' if reload else ''))
+        set_eval_phase(runner, 'before')
+        try:
+            with input_weights(self._model(runner), reload):
+                return strip_prefix(runner.val_loop.run())
+        finally:
+            set_eval_phase(runner, 'after')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
@@ -126,6 +172,7 @@ class ForgetTaskHook(Hook):
         norms = {k: v.item() for k, v in group_norms(
             model.lora_groups()).items()}
         adapter = lora_state_dict(model)
+        check_ranks_agree(adapter)
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters()
                         if p.requires_grad)
@@ -159,14 +206,21 @@ class ForgetTaskHook(Hook):
                                    group_pattern=lora['group_pattern']))
         meta = dict(dataset_meta=getattr(runner.train_dataloader.dataset,
                                          'metainfo', None),
-                    gslora=dict(task=task, input_checkpoint=self._before.get(
-                        'input_checkpoint')))
+                    gslora=dict(task=task, **{k: self._before.get(k) for k in (
+                        'input_checkpoint', 'input_checkpoint_sha256')}))
         save_checkpoint_atomic(dict(meta=meta, state_dict=merged),
                                osp.join(work_dir, self.merged_name))
-        report = self.build_report(task, sets, self._before, after, norms,
-                                   trainable, total, train_time)
+        report = build_report(task, sets, self._before, after, norms,
+                              trainable, total, train_time,
+                              self.inactive_rel_threshold)
+        report['lora_init'] = dict(
+            task_index=getattr(model, 'task_index', None),
+            init_a_gain=next((m.init_a_gain for _, m in lora_modules(model)),
+                             None))
         report['method'] = getattr(model, 'method', 'gslora')
         report['train_iters'] = runner.iter
+        report.update(self._source, input_checkpoint_sha256=self._before.get(
+            'input_checkpoint_sha256'))
         self._write_manifest(runner, model, task, sets, after)
         if self.plot_name:
             try:
@@ -192,7 +246,7 @@ class ForgetTaskHook(Hook):
         checkpoint, whose hashes it records)."""
         cfg = runner.cfg
         before = self._before or {}
-        cache = osp.join(runner.work_dir, 'before_metrics.json')
+        cache = osp.join(runner.work_dir, CACHE_NAME)
         started = before.get('started_at') or (
             utc_from_timestamp(osp.getmtime(cache)) if osp.isfile(cache)
             else None)
@@ -219,41 +273,3 @@ class ForgetTaskHook(Hook):
             metrics_after=after)
         write_manifest(manifest, osp.join(runner.work_dir,
                                           self.manifest_name))
-
-    def build_report(self, task: Dict, sets: Dict, before: Dict,
-                     after: Dict, norms: Dict[str, float], trainable: int,
-                     total: int, train_time: float) -> Dict:
-        """The ``forget_report.json`` content (mAPs on the 0-1 scale)."""
-        from gslora_det.evaluation import h_mean
-        f_before = before.get('mAP_forget')
-        f_after = after.get('mAP_forget')
-        r_after = after.get('mAP_retain')
-        per_class = sorted(k for k in after if k.startswith('AP_'))
-        return dict(
-            task=task.get('index', 1),
-            forget_classes=sets.get('forget', task.get('forget_classes')),
-            retained_classes=sets.get('retain'),
-            previously_forgotten=sets.get('old', []),
-            mAP_forget_before=f_before,
-            mAP_forget_after=f_after,
-            mAP_retain_before=before.get('mAP_retain'),
-            mAP_retain_after=r_after,
-            mAP_old_before=before.get('mAP_old'),
-            mAP_old_after=after.get('mAP_old'),
-            mAP_all_before=before.get('mAP_all'),
-            mAP_all_after=after.get('mAP_all'),
-            h_mean=(h_mean(f_before, f_after, r_after)
-                    if None not in (f_before, f_after, r_after) else None),
-            per_class_AP_before={k[3:]: before.get(k) for k in per_class},
-            per_class_AP_after={k[3:]: after[k] for k in per_class},
-            residual_before={k: v for k, v in before.items()
-                             if k.startswith('residual')},
-            residual_after={k: v for k, v in after.items()
-                            if k.startswith('residual')},
-            group_norms=norms,
-            inactive_groups=inactive_groups(norms,
-                                            self.inactive_rel_threshold),
-            trainable_params=trainable,
-            total_params=total,
-            train_time_s=round(train_time, 2),
-        )
