@@ -10,7 +10,7 @@ help:  ## list the targets
 	@echo "gslora_det make targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
 
-install:  ## create/update the venv (.venv): torch, mmcv with ops (built once, ~10 min), mmdet, gslora_det (editable)
+install:  ## create/update the venv (.venv): torch, mmcv with ops (built once, ~22 minutes on 2 cores (measured)), mmdet, gslora_det (editable)
 	VENV="$(VENV)" bash tools/install_env.sh
 
 data: install  ## generate the built-in shapes dataset under data/

@@ -67,10 +67,15 @@ def sweep_row(alpha: float, reports, rel_threshold: float) -> dict:
             'residual_any@0.3'))
 
 
+def _pct(value) -> str:
+    return '–' if value is None else f'{100 * value:.1f}'
+
+
 def markdown(rows) -> str:
+    """The sweep's Markdown table (mAP, H-Mean, residual in %)."""
     lines = ['| α | groups off (norm < 1 % of max) | largest group norm | '
-             'H-Mean | mAP forgotten after | mAP retained before → after | '
-             'residual any @0.3 |',
+             'H-Mean (%) | mAP forgotten after (%) | mAP retained before → '
+             'after (%) | residual any @0.3 (%) |',
              '|---|---|---|---|---|---|---|']
     for r in rows:
         off = ', '.join(', '.join(t['off']) or '–' for t in r['tasks'])
@@ -82,17 +87,18 @@ def markdown(rows) -> str:
             f"{100 * r['mAP_forget_after']:.1f} | "
             f"{100 * r['mAP_retain_before']:.1f} → "
             f"{100 * r['mAP_retain_after']:.1f} | "
-            f"{100 * (r['residual_any'] or 0):.1f} % |")
+            f"{_pct(r['residual_any'])} |")
     return '\n'.join(lines) + '\n'
 
 
 def plot(rows, path: str) -> str:
-    """Left: fraction of groups off and H-Mean against α. Right: the
-    final group norms (rows: α; columns: groups)."""
-    import numpy as np
+    """Left: fraction of groups off, H-Mean and retained mAP against α.
+    Right: the final group norms (rows: α; columns: groups), on one colour
+    scale from 0 for every α (a per-row scale shows a collapsed row as
+    fully on), exact zeros hatched."""
     from matplotlib.figure import Figure
-    from gslora_det.report.plots import _save
-    fig = Figure(figsize=(12, 4))
+    from gslora_det.report.plots import _save, draw_norm_heatmap
+    fig = Figure(figsize=(13, max(4.0, 0.45 * len(rows) + 2.2)))
     ax, ax_hm = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1, 1.3]))
     xs = [max(r['alpha'], 1e-5) for r in rows]
     ax.plot(xs, [100 * r['fraction_off'] for r in rows], 'o-',
@@ -100,47 +106,55 @@ def plot(rows, path: str) -> str:
     ax.plot(xs, [100 * r['h_mean'] for r in rows], 's-', color='#2ca02c',
             label='H-Mean (%)')
     ax.plot(xs, [100 * r['mAP_retain_after'] for r in rows], '^--',
-            color='#1f77b4', label='retained mAP after (%)')
+            color='#1f77b4', label='retained mAP@[.5:.95] after (%)')
     ax.set_xscale('log')
     ax.set_xlabel('group-lasso weight α (α = 0 drawn at 1e-5)')
+    ax.set_ylabel('%')
     ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='center left')
     ax.set_title('Group sparsity against α')
-    groups = list(rows[0]['tasks'][-1]['norms'])
-    norms = np.array([[r['tasks'][-1]['norms'][g] for g in groups]
-                      for r in rows])
-    rel = norms / norms.max(axis=1, keepdims=True)
-    im = ax_hm.imshow(rel, aspect='auto', cmap='viridis', vmin=0, vmax=1)
-    ax_hm.set_xticks(range(len(groups)),
-                     [g.replace('encoder.layers.', 'enc').replace(
-                         'decoder.layers.', 'dec') for g in groups])
-    ax_hm.set_yticks(range(len(rows)), [f'α={r["alpha"]:g}' for r in rows])
-    for i in range(rel.shape[0]):
-        for j in range(rel.shape[1]):
-            ax_hm.text(j, i, f'{norms[i, j]:.2g}', ha='center',
-                       va='center', fontsize=7,
-                       color='white' if rel[i, j] < 0.5 else 'black')
-    fig.colorbar(im, ax=ax_hm, label='norm / largest norm')
-    ax_hm.set_title('Final LoRA group norms (last task)')
-    fig.tight_layout()
+
+    def short(group):  # "enc0" fits a column, "encoder.layers.0" does not
+        return group.replace('encoder.layers.', 'enc').replace(
+            'decoder.layers.', 'dec')
+
+    last = [r['tasks'][-1] for r in rows]
+    groups = list(dict.fromkeys(g for t in last for g in t['norms']))
+    draw_norm_heatmap(
+        ax_hm, [[t['norms'].get(g, float('nan')) for g in groups]
+                for t in last], [f'α={r["alpha"]:g}' for r in rows],
+        [short(g) for g in groups], [[short(g) for g in t['off']]
+                                     for t in last])
+    ax_hm.set_title('Final LoRA group norms (last task; "off": below '
+                    '1 % of the largest)', fontsize=10)
     return _save(fig, path)
 
 
 def main():
     args = parse_args()
     from gslora_det.io_utils import atomic_write_text
-    from gslora_det.sequence import run_sequence
+    from gslora_det.console import LoopProgress
+    from gslora_det.sequence import run_sequence, task_dir, task_done
     start = time.time()
     rows = []
-    for alpha in args.alphas:
+    progress = LoopProgress(len(args.alphas), 'α', '[alpha-sweep]')
+    for i, alpha in enumerate(args.alphas, start=1):
         folder = osp.join(args.work_dir, f'alpha_{alpha:g}')
-        print(f'[alpha-sweep] α = {alpha:g}', flush=True)
+        done = all(task_done(task_dir(folder, k))
+                   for k in range(1, args.tasks + 1))
+        if done:  # only reads its reports: no wall time for the ETA
+            progress.skip(i)
+        else:
+            progress.start(i, f'α = {alpha:g}')
         reports = run_sequence(
             TASK_CONFIGS[:args.tasks], args.base_checkpoint, folder,
             cfg_options=[f'model.group_lasso_cfg.alpha={alpha}',
                          f'train_cfg.max_iters={args.iters}',
                          f'train_cfg.val_interval={args.iters}'] +
             args.cfg_options, summary_title=f'alpha sweep: α = {alpha:g}')
+        if not done:
+            progress.end(i)
         rows.append(sweep_row(alpha, reports, args.rel_threshold))
     prefix = osp.join(args.work_dir, 'alpha_sweep')
     md = markdown(rows)

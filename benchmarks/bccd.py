@@ -49,11 +49,18 @@ def main():
     parser.add_argument('--task-cfg-options', nargs='+', default=[],
                         help='key=value overrides for every forgetting task')
     args = parser.parse_args()
+    from gslora_det.console import duration
     from gslora_det.data.bccd import bccd_converted, convert_bccd
     from gslora_det.sequence import (SequenceError, format_table,
                                      run_sequence)
 
     start = time.time()
+
+    def step(k: int, what: str) -> None:  # the tasks print their own ETA
+        print(f'[bccd] step {k}/3: {what} (elapsed '
+              f'{duration(time.time() - start)})', flush=True)
+
+    step(1, 'BCCD as COCO JSON')
     if not bccd_converted(args.data):
         print(f'[bccd] converting {args.src} to COCO in {args.data}',
               flush=True)
@@ -66,10 +73,12 @@ def main():
                   f'{s["annotations"]} boxes, fixes {s["fixes"]}',
                   flush=True)
     from gslora_det.pretrain import pretrain_once
+    step(2, 'pretraining')
     base = pretrain_once(PRETRAIN_CONFIG, args.work_dir,
                          args.pretrain_cfg_options, tag='bccd',
                          what='the tiny Deformable DETR on BCCD (<= 60 min '
                          'on 2 cores)')
+    step(3, f'forgetting sequence of {len(TASK_CONFIGS)} tasks')
     try:
         reports = run_sequence(TASK_CONFIGS, base, args.work_dir,
                                args.task_cfg_options,

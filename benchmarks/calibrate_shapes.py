@@ -38,7 +38,8 @@ def run_setting(name, base, work_dir):
     report = osp.join(folder, 'forget_report.json')
     if not osp.isfile(report):
         cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), TASK1,
-               '--work-dir', folder, '--cfg-options', f'load_from={base}',
+               '--work-dir', folder, '--quiet-config',
+               '--cfg-options', f'load_from={base}',
                f'model.forget_cfg.beta={beta}',
                f'model.forget_cfg.bound={bound}',
                f'optim_wrapper.optimizer.lr={lr}',
@@ -80,9 +81,21 @@ def main():
     parser.add_argument('--settings', default=','.join(SETTINGS))
     args = parser.parse_args()
     sys.path.insert(0, REPO)
+    from gslora_det.console import LoopProgress
     from gslora_det.io_utils import atomic_write_text
-    rows = [run_setting(n, args.base_checkpoint, args.work_dir)
-            for n in args.settings.split(',')]
+    names = args.settings.split(',')
+    progress = LoopProgress(len(names), 'setting', '[calibrate]')
+    rows = []
+    for i, name in enumerate(names, start=1):
+        done = osp.isfile(osp.join(args.work_dir, name, 'forget_report.json'))
+        if done:  # only reads its report: no wall time for the ETA
+            progress.skip(i)
+        else:
+            progress.start(i, '{} (β, BND, lr, steps = {})'.format(
+                name, ', '.join(f'{v:g}' for v in SETTINGS[name])))
+        rows.append(run_setting(name, args.base_checkpoint, args.work_dir))
+        if not done:
+            progress.end(i)
     table = to_markdown(rows)
     atomic_write_text(osp.join(args.work_dir, 'calibration.md'), table + '\n')
     atomic_write_text(osp.join(args.work_dir, 'calibration.json'),

@@ -98,7 +98,9 @@ def run_oracle(args, base, base_ap):
     from gslora_det.evaluation.hmean import h_mean
     from gslora_det.io_utils import atomic_write_text
     from mmengine.config import Config
+    from gslora_det.console import LoopProgress
     reports, wall = [], 0.0
+    progress = LoopProgress(args.tasks, 'retrain oracle task', '[benchmark]')
     for k, task_cfg in enumerate(TASK_CONFIGS[:args.tasks], start=1):
         task = Config.fromfile(task_cfg).forget_task
         folder = osp.join(args.work_dir, 'retrain', f'task_{k}')
@@ -108,7 +110,9 @@ def run_oracle(args, base, base_ap):
             with open(report_file) as f:
                 reports.append(json.load(f))
             wall += reports[-1]['wall_s']
+            progress.skip(k)
             continue
+        progress.start(k, f'{args.oracle_epochs} epochs, retained data')
         os.makedirs(folder, exist_ok=True)
         atomic_write_text(osp.join(folder, 'running.pid'), str(os.getpid()))
         start = time.time()
@@ -126,12 +130,13 @@ def run_oracle(args, base, base_ap):
         options = (['--cfg-options', *args.oracle_cfg_options]
                    if args.oracle_cfg_options else [])
         subprocess.run([sys.executable, osp.join(tool, 'train.py'), cfg_file,
-                        '--work-dir', folder, *resume, *options], check=True)
+                        '--work-dir', folder, '--quiet-config', *resume,
+                        *options], check=True)
         ckpt = osp.join(folder, f'epoch_{epochs}.pth')
         metrics_file = osp.join(folder, 'metrics.json')
         subprocess.run([sys.executable, osp.join(tool, 'test.py'),
                         PRETRAIN_CONFIG, ckpt, '--work-dir', folder,
-                        '--out', metrics_file, '--forget-classes',
+                        '--metrics-out', metrics_file, '--forget-classes',
                         *task.forget_classes, '--previously-forgotten',
                         *task.previously_forgotten], check=True)
         with open(metrics_file) as f:
@@ -153,6 +158,7 @@ def run_oracle(args, base, base_ap):
         os.remove(osp.join(folder, 'running.pid'))
         reports.append(report)
         wall += report['wall_s']
+        progress.end(k)
     return reports, wall
 
 
@@ -194,10 +200,9 @@ default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
 def measure_costs(args, base, methods, final_ckpts):
     """Side-by-side training and inference costs (see the module doc)."""
     import torch
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
     from gslora_det.benchmark import costs
     from gslora_det.hooks.baseline_state_hook import first_train_batches
-    from mmengine.config import DictAction
     options = {'load_from': base}
     for item in args.cfg_options:  # same parsing as --cfg-options
         key, _, value = item.partition('=')
@@ -253,12 +258,23 @@ def main():
                            'forget_report.json')) as f:
             run_oracle(args, base, json.load(f)['per_class_AP_before'])
         return
-    for method in args.methods:
+    from gslora_det.console import LoopProgress
+    from gslora_det.sequence import task_dir, task_done
+    progress = LoopProgress(len(args.methods), 'method', '[benchmark]')
+    for i, method in enumerate(args.methods, start=1):
+        done = all(task_done(task_dir(osp.join(args.work_dir, method), k))
+                   for k in range(1, args.tasks + 1))
+        if done:  # only reads its reports: no wall time for the ETA
+            progress.skip(i)
+        else:
+            progress.start(i, method)
         reports, wall, error = run_method(method, args, base)
         if error:
             errors[method] = error
         else:
             runs[method] = (reports, wall)
+        if not done:
+            progress.end(i)
     if args.runs_only:
         return
     base_ap = runs[next(iter(runs))][0][0]['per_class_AP_before']

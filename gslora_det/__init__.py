@@ -12,5 +12,6 @@ from gslora_det import evaluation  # noqa: F401
 from gslora_det import hooks  # noqa: F401
 from gslora_det import loops  # noqa: F401
 from gslora_det import models  # noqa: F401
+from gslora_det import optim  # noqa: F401
 
 __version__ = '0.1.0'

@@ -140,6 +140,20 @@ def check_class_names(names: Sequence[str], valid: Sequence[str],
                           'more than once; name each class once.')
 
 
+def check_optim_wrapper(cfg) -> None:
+    """The proximal group lasso runs in its optimiser wrapper: without it
+    the groups would get no sparsity at all."""
+    mode = (((cfg.get('model') or {}).get('group_lasso_cfg') or {})
+            .get('mode', 'penalty'))
+    wrapper = (cfg.get('optim_wrapper') or {}).get('type', 'OptimWrapper')
+    if mode == 'proximal' and 'ProximalGroupLassoOptimWrapper' not in str(
+            wrapper):
+        raise ConfigError(
+            "model.group_lasso_cfg.mode='proximal' needs "
+            "optim_wrapper.type='ProximalGroupLassoOptimWrapper' (it is "
+            f"{wrapper!r}); or set mode='penalty'")
+
+
 def _fingerprint(cfg, mode: str) -> str:
     """What the checks depend on: data files, task, checkpoint, model."""
     parts = dict(mode=mode, task=cfg.get('forget_task'),
@@ -182,6 +196,7 @@ def prepare_config(cfg, mode: str = 'train', model=None,
     if cfg.get('forget_task') is not None:
         from gslora_det.detectors.support import check_supported_detector
         check_supported_detector(cfg.get('model') or {})
+    check_optim_wrapper(cfg)
     if check:
         check_data_files(cfg, splits, log)
         check_classes_in_annotations(cfg, splits[::-1])

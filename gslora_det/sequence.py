@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from gslora_det.checkpoint import find_resumable, sha256_file
+from gslora_det.console import LoopProgress
 from gslora_det.io_utils import atomic_write_text
 
 REPORT = 'forget_report.json'
@@ -245,25 +246,24 @@ def run_sequence(task_configs: Sequence[str],
     _check_run_dir(work_dir, spec, overwrite, write=writer)
 
     reports, previous = [], base_checkpoint
+    # Children: config and environment dumps to their log files only.
+    progress = LoopProgress(len(task_configs), 'task', '[sequence]')
     for index, cfg in enumerate(task_configs, start=1):
         folder = task_dir(work_dir, index)
         if task_done(folder):
-            print(f'[sequence] task {index}: done already, skipping',
-                  flush=True)
+            progress.skip(index)
         else:
             cmd = launch.command(python, train_script) + [
-                cfg, '--work-dir', folder]
+                cfg, '--work-dir', folder, '--quiet-config']
             if writer:
                 _remove_stale_temp_files(folder)
             resume_from = find_resumable(folder)
             if resume_from:
-                print(f'[sequence] task {index}: resuming from '
-                      f'{resume_from}', flush=True)
+                progress.start(index, f'{cfg}, resuming from {resume_from}')
                 cmd += ['--resume', resume_from]
                 options = []
             else:
-                print(f'[sequence] task {index}: {cfg} from {previous}',
-                      flush=True)
+                progress.start(index, f'{cfg} from {previous}')
                 options = [f'load_from={previous}']
             options += list(cfg_options or [])
             if options:
@@ -276,6 +276,7 @@ def run_sequence(task_configs: Sequence[str],
                     f'task {index} ({cfg}) failed with exit code '
                     f'{result.returncode}; fix the cause and run the same '
                     'command again to resume')
+            progress.end(index)
         if not writer:  # node 0 wrote it; shared file systems may lag
             _wait_for(osp.join(folder, REPORT))
         with open(osp.join(folder, REPORT)) as f:

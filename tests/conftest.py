@@ -97,12 +97,13 @@ def sequence_run(workspace, base_checkpoint):
 
 @pytest.fixture(scope='session')
 def coco_standin(tmp_path_factory):
-    """A workspace whose ``data/coco`` is a COCO stand-in (120 train / 40
-    val images of 64 px); returns the workspace root."""
+    """A workspace whose ``data/coco`` is a COCO stand-in (80 train / 20
+    val images of 64 px: R50 runs on the CPU); returns the workspace
+    root."""
     from gslora_det.data.coco_standin import make_coco_standin
     root = tmp_path_factory.mktemp('coco_ws')
-    make_coco_standin(str(root / 'data' / 'coco'), num_train=120,
-                      num_val=40, image_size=64, seed=0, progress=False)
+    make_coco_standin(str(root / 'data' / 'coco'), num_train=80,
+                      num_val=20, image_size=64, seed=0, progress=False)
     return root
 
 

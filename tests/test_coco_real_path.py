@@ -8,6 +8,7 @@ mmdet's R50 Deformable DETR with random weights, published through mmdet's
 are the real ones; runs here inherit them and only shrink the images to
 128 px and the schedule to one epoch (R50 runs on the CPU).
 """
+import copy
 import json
 import os
 import os.path as osp
@@ -141,14 +142,100 @@ def test_declared_classes_must_follow_the_file_order(coco_json_only):
 
 
 # -- slow: one task config through each entry point --------------------------
+# This repo's tools/train.py runs both tasks of the sequence below.
+@pytest.fixture(scope='module')
+def coco_sequence(coco_standin, zoo_checkpoint):
+    """Tasks 1 and 2 of the 7 x 10 protocol via tools/forget_sequence.py."""
+    cfgs = [small_config(coco_standin, k) for k in (1, 2)]
+    run = osp.join(str(coco_standin), 'work_dirs', 'coco_seq')
+    proc = run_tool('forget_sequence.py', *cfgs, '--base-checkpoint',
+                    zoo_checkpoint, '--work-dir', run, '--cfg-options',
+                    'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                    cwd=coco_standin)
+    return run, proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
-def test_task_config_through_this_repos_train(coco_standin, zoo_checkpoint):
-    cfg = small_config(coco_standin, 1)
-    work = osp.join(str(coco_standin), 'work_dirs', 'repo_train')
-    proc = run_tool('train.py', cfg, '--work-dir', work, '--cfg-options',
-                    *one_epoch(zoo_checkpoint), cwd=coco_standin)
-    check_task_outputs(work)
-    assert 'pre-flight:' in proc.stdout + proc.stderr
+def test_coco_sequence_chains_tasks(coco_sequence, zoo_checkpoint):
+    from gslora_det.checkpoint import sha256_file
+    run, log = coco_sequence
+    reports = [check_task_outputs(osp.join(run, f'task_{k}'), k)
+               for k in (1, 2)]
+    assert 'pre-flight:' in log
+    inputs = [zoo_checkpoint, osp.join(run, 'task_1', 'merged.pth')]
+    for k, report in zip((1, 2), reports):
+        assert report['input_checkpoint_sha256'] == sha256_file(inputs[k - 1])
+    # task 2: a fresh LoRA at the later-task init gain
+    assert reports[0]['lora_init'] == dict(task_index=1,
+                                           init_a_gain=pytest.approx(5**.5))
+    assert reports[1]['lora_init'] == dict(task_index=2,
+                                           init_a_gain=pytest.approx(50**.5))
+    assert reports[1]['previously_forgotten'] == reports[0]['forget_classes']
+
+
+def _detections(path):
+    """image id -> detections sorted by score (highest first)."""
+    with open(path) as f:
+        dets = json.load(f)
+    by_image = {}
+    for d in dets:
+        by_image.setdefault(d['image_id'], []).append(d)
+    return {k: sorted(v, key=lambda d: -d['score'])
+            for k, v in by_image.items()}
+
+
+@pytest.mark.slow
+def test_task2_before_equals_task1_after(coco_sequence):
+    """A fresh LoRA changes nothing and merging is exact: the merged model
+    of task 1 plus task 2's new LoRA predicts what task 1's LoRA model did.
+    (Predictions, not mAPs, which are ~0 with random weights.)"""
+    run, _ = coco_sequence
+    after1 = _detections(osp.join(run, 'task_1', 'after_predictions.bbox.json'))
+    before2 = _detections(osp.join(run, 'task_2',
+                                   'before_predictions.bbox.json'))
+    assert after1.keys() == before2.keys() and after1
+    for image, dets in after1.items():
+        # The top detections of each image (random weights give near-ties
+        # further down, which float rounding of the merge may reorder).
+        for a, b in zip(dets[:10], before2[image][:10]):
+            assert a['category_id'] == b['category_id']
+            assert a['score'] == pytest.approx(b['score'], abs=1e-4)
+            assert a['bbox'] == pytest.approx(b['bbox'], abs=1e-2)
+
+
+@pytest.mark.slow
+def test_merged_checkpoints_load_into_stock_mmdet(coco_sequence,
+                                                  zoo_checkpoint):
+    """Each merged.pth loads with strict=True into mmdet's own
+    DeformableDETR and gives the outputs of its task's LoRA model (input
+    checkpoint + adapter)."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    from gslora_det.adapter import load_adapter
+    from gslora_det.checkpoint import load_checkpoint_safely, state_dict_of
+    register_all_modules()
+    run, _ = coco_sequence
+    base = Config.fromfile(COCO_BASE)
+    base.model.backbone.init_cfg = None
+    inputs = [zoo_checkpoint, osp.join(run, 'task_1', 'merged.pth')]
+    x = torch.rand(1, 3, 96, 128)
+    for k in (1, 2):
+        folder = osp.join(run, f'task_{k}')
+        # mmdet's DETR constructors edit their bbox_head config in place.
+        stock = MODELS.build(copy.deepcopy(base.model)).eval()
+        merged = load_checkpoint_safely(osp.join(folder, 'merged.pth'))
+        stock.load_state_dict(state_dict_of(merged), strict=True)
+        lora = MODELS.build(Config.fromfile(task_config(k)).model).eval()
+        lora.load_state_dict(state_dict_of(
+            load_checkpoint_safely(inputs[k - 1])), strict=False)
+        adapter, _ = load_adapter(osp.join(folder, 'adapter.safetensors'))
+        missing = lora.load_state_dict(adapter, strict=False)
+        assert not [m for m in missing.unexpected_keys]
+        with torch.no_grad():
+            out = [m.forward_transformer(m.extract_feat(x), _samples(x))
+                   ['hidden_states'] for m in (stock, lora)]
+        torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=1e-4)
 
 
 def _env():
@@ -199,7 +286,7 @@ def test_test_py_forget_classes_on_the_coco_base_config(coco_standin,
     out = osp.join(str(coco_standin), 'base_metrics.json')
     run_tool('test.py', COCO_BASE, zoo_checkpoint, '--forget-classes',
              'banana', 'apple', '--previously-forgotten', 'horse',
-             '--out', out, '--cfg-options',
+             '--metrics-out', out, '--cfg-options',
              'test_dataloader.dataset.pipeline.1.scale=(128,128)',
              'test_dataloader.num_workers=0',
              'test_dataloader.persistent_workers=False', cwd=coco_standin)
@@ -244,3 +331,45 @@ def _samples(x):
     return [DetDataSample(metainfo=dict(
         img_shape=(h, w), ori_shape=(h, w), batch_input_shape=(h, w),
         scale_factor=(1.0, 1.0)))]
+
+
+# -- slow: 2 processes, epoch-based ------------------------------------------
+@pytest.mark.slow
+def test_two_processes_epoch_based_coco_task(coco_standin, zoo_checkpoint):
+    """The epoch-based COCO task with 2 processes (gloo on the CPU) ends
+    (no hang: every rank draws the same number of batches and reaches the
+    same collectives), with identical LoRA weights on both ranks (each rank
+    logs the digest, ``check_ranks_agree`` compares them) and one set of
+    outputs."""
+    import glob
+    import re
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    cfg = small_config(coco_standin, 1)
+    work = osp.join(str(coco_standin), 'work_dirs', 'two_procs')
+    env = dict(_env(), PYTHON=sys.executable, PORT=str(port),
+               CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
+         '--work-dir', work, '--cfg-options', *one_epoch(zoo_checkpoint),
+         'log_level=DEBUG', 'default_hooks.logger.interval=1'],
+        cwd=coco_standin, env=env, capture_output=True, text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_task_outputs(work)
+    logs = {}
+    for path in glob.glob(osp.join(work, '*', '*_rank*.log')):
+        with open(path) as f:
+            logs[int(re.search(r'rank(\d+)\.log$', path).group(1))] = f.read()
+    assert sorted(logs) == [0, 1]
+    digests = {r: re.findall(r'LoRA weights sha256 (\w+) on rank', t)
+               for r, t in logs.items()}
+    assert digests[0] and digests[0] == digests[1]
+    steps = {r: re.findall(r'Epoch\(train\)\s+\[1\]\[\s*(\d+)/(\d+)\]', t)
+             for r, t in logs.items()}
+    assert steps[0] and steps[0] == steps[1]
+    last, total = steps[0][-1]
+    assert last == total  # __len__ is exact: the epoch ends where it says
+    assert len(glob.glob(osp.join(work, 'merged.pth'))) == 1

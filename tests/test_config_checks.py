@@ -90,3 +90,18 @@ def test_train_tool_reports_bad_class_without_traceback(workspace):
     assert 'Traceback' not in proc.stderr
     assert not osp.exists(osp.join(workspace, 'work_dirs', 'bad',
                                    'last_checkpoint'))
+
+
+def test_proximal_mode_needs_its_optimiser_wrapper():
+    from mmengine.config import Config
+
+    from gslora_det.config_checks import check_optim_wrapper
+    cfg = Config(dict(model=dict(group_lasso_cfg=dict(mode='proximal')),
+                      optim_wrapper=dict(type='OptimWrapper')))
+    with pytest.raises(ConfigError, match='ProximalGroupLassoOptimWrapper'):
+        check_optim_wrapper(cfg)
+    cfg.optim_wrapper.type = 'ProximalGroupLassoOptimWrapper'
+    check_optim_wrapper(cfg)
+    cfg.model.group_lasso_cfg.mode = 'penalty'
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    check_optim_wrapper(cfg)

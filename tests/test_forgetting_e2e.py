@@ -108,8 +108,8 @@ print('stock-ok')
     out = osp.join(run, 'test_merged.json')
     run_tool('test.py', PRETRAIN_CFG, merged, '--forget-classes',
              'blue_triangle', 'orange_star', '--before',
-             osp.join(run, 'task_1', 'before_metrics.json'), '--out', out,
-             '--work-dir', osp.join(run, 'test_merged'),
+             osp.join(run, 'task_1', 'before_metrics.json'),
+             '--metrics-out', out, '--work-dir', osp.join(run, 'test_merged'),
              '--plot-dir', osp.join(run, 'test_plot'),
              '--cfg-options', 'test_dataloader.num_workers=0',
              'test_dataloader.persistent_workers=False', cwd=workspace)

@@ -73,23 +73,52 @@ def test_per_class_plot(tmp_path, reports):
 def test_class_roles_order(reports):
     from gslora_det.report.plots import class_roles
     roles = class_roles(reports[1])
-    assert list(roles)[:2] == ['green_square', 'blue_triangle']
-    assert roles['green_square'] == 'forget'
-    assert roles['blue_triangle'] == 'old'
-    assert roles['red_circle'] == 'retain'
+    assert list(roles.items())[:3] == [
+        ('green_square', 'forget'), ('blue_triangle', 'old'),
+        ('red_circle', 'retain')]
 
 
-def test_run_plots(tmp_path, reports):
-    from gslora_det.report.plots import (plot_group_norms,
-                                         plot_map_across_tasks)
+def test_group_norm_heat_map(tmp_path, reports):
+    """One colour scale [0, largest norm] for every task (not per row, not
+    from the smallest norm); an exact 0 gets a hatched patch and a "0"."""
+    from gslora_det.report.plots import (ZERO_GID, group_norms_figure,
+                                         plot_group_norms)
     assert is_png(plot_group_norms(reports, str(tmp_path / 'g.png')))
-    assert is_png(plot_map_across_tasks(reports, str(tmp_path / 'm.png')))
-    # one task, and groups that differ between tasks
-    odd = copy.deepcopy(reports)
-    odd[1]['group_norms']['decoder.layers.9'] = 0.5
-    assert is_png(plot_group_norms(odd, str(tmp_path / 'g2.png')))
-    assert is_png(plot_map_across_tasks(reports[:1],
-                                        str(tmp_path / 'm1.png')))
+    runs = copy.deepcopy(reports)
+    runs[1]['group_norms']['encoder.layers.1'] = 0.0  # task 2, column 1
+    runs[0]['group_norms']['decoder.layers.9'] = 0.5  # absent in task 2
+    ax, bar = group_norms_figure(runs).axes
+    image, = ax.get_images()  # raw norms (not normalised), scale from 0
+    assert image.get_clim() == (0.0, 3.5) and image.get_array()[0, 0] == 1
+    zero, = [p for p in ax.patches if p.get_gid() == ZERO_GID]
+    assert (zero.get_x(), zero.get_y(), zero.get_hatch()) == (0.5, 0.5, '///')
+    cells = {t.get_position(): t.get_text() for t in ax.texts}
+    assert (cells[(1, 1)], cells[(3, 1)], cells[(2, 0)]) == ('0', 'n/a', '3')
+    assert cells[(0, 1)] == '0.0001\noff'  # below 1 %: "off", still drawn
+    assert ax.get_legend().get_texts()[0].get_text() == 'exactly 0'
+    assert 'norm' in bar.get_ylabel() and bar.get_ylim()[0] == 0.0
+
+
+def test_map_across_tasks(tmp_path, reports):
+    """Left: each task's own sets as labelled bars, no line; right: one
+    line per class set that is the same at every point."""
+    from gslora_det.report.plots import (map_across_tasks_figure,
+                                         plot_map_across_tasks)
+    for n in (1, 2):  # one task, two tasks
+        assert is_png(plot_map_across_tasks(reports[:n],
+                                            str(tmp_path / f'{n}.png')))
+    ax_t, ax_s = map_across_tasks_figure(reports).axes
+    assert ax_t.get_lines() == [] and '(%)' in ax_t.get_ylabel()
+    assert len(ax_t.get_legend().get_texts()) == 5  # forget/retain ×2, old
+    # values in %, per set: forget 80 -> 1, retain 82 -> 80, old (task 2)
+    assert [t.get_text() for t in ax_t.texts] == [
+        '80', '80', '1', '1', '82', '82', '80', '80', '', '1']
+    lines = {line.get_label(): list(line.get_ydata())
+             for line in ax_s.get_lines()}
+    assert lines == {  # at base, after task 1, after task 2
+        'forgotten in task 1': [80.0, 0.0, 0.0],  # blue_triangle
+        'forgotten in task 2': [80.0, 81.0, 2.0],  # green_square
+        'retained at the end (2 classes)': [80.0, 79.5, 78.0]}  # None: out
 
 
 def test_per_class_ap_from_metrics():
@@ -237,8 +266,10 @@ def test_run_summary(tmp_path, reports):
                                 'base.pth', ['a=1'], title='my run')
     with open(run / 'summary.json') as f:
         assert json.load(f) == summary
+    assert summary['units']['mAP'] == '0-1'  # the JSON keeps fractions
     text = (run / 'summary.md').read_text()
     assert text.startswith('# my run')
+    assert '| mAP forget before → after (%) |' in text  # the table: %
     assert '| 2 | green_square | 80.0 → 1.0 | 82.0 → 80.0 | 1.0 | 79.0 | '\
         '0.0 / 25.0 | 1/3 | 1,234 | 12 |' in text
     for png in ('group_norms.png', 'map_across_tasks.png',

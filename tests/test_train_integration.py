@@ -60,7 +60,7 @@ def test_train_evaluate_interrupt_and_resume(workspace):
 
     # tools/test.py evaluates the checkpoint with CocoMetric
     proc = run_tool('test.py', PRETRAIN_CFG, osp.join(work, 'epoch_2.pth'),
-                    '--work-dir', osp.join(work, 'test'), '--out',
+                    '--work-dir', osp.join(work, 'test'), '--metrics-out',
                     osp.join(work, 'test.json'), cwd=workspace)
     with open(osp.join(work, 'test.json')) as f:
         metrics = json.load(f)

@@ -16,6 +16,11 @@ is never written to; ``<work-dir>/sequence.json`` records its SHA-256, and a
 rerun whose base has other bytes than the one the started tasks ran from is
 refused (use another --work-dir, or --overwrite to start anew).
 
+The terminal shows ``[sequence] task k/N`` at each task's start and end,
+with the elapsed time and an ETA from the tasks finished in this run, and
+the tasks' training progress; each task's config and environment dumps go
+to its log file only (``task_<k>/<timestamp>/<timestamp>.log``).
+
 Several processes per task (docs/distributed.md)::
 
     # N processes on this node (GPUs, or CPU processes with gloo)

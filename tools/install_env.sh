@@ -17,9 +17,11 @@
 #      the installed torch version and Python tag (e.g. torch-2.14.1+cu130-cp311/).
 #      pip's own cache keys a build by its source only and may hand back a build
 #      made against another torch (stale ABI), so the build never uses pip's cache;
-#   4. a build from PyPI's sdist (about 10 minutes on 2 cores), with -std=c++17
+#   4. a build from PyPI's sdist (~22 minutes on 2 cores (measured)), with -std=c++17
 #      raised to -std=c++20 (torch 2.14's headers need C++20, open-mmlab/mmcv#3341);
-#      the wheel is stored in the cache of step 3.
+#      the wheel is stored in the cache of step 3. It shows "i/N sources compiled"
+#      with an ETA (compiler output: $VENV/.gslora_det_mmcv_build.log).
+# Downloads of 10 MB or more show their progress every 10 %.
 #
 # Environment:
 #   VENV                venv location (default: <repo>/.venv)
@@ -60,17 +62,20 @@ TMP_DIR=""
 log()  { printf '[install_env %3ds] %s\n' "$((SECONDS - START_SECONDS))" "$*"; }
 warn() { printf '[install_env] WARNING: %s\n' "$*" >&2; }
 die()  { printf '[install_env] ERROR: %s\n' "$*" >&2; exit 1; }
+# pip_filter, mmcv_source_count, mmcv_build_progress: the progress a person sees.
+source "$REPO_ROOT/tools/install_progress.sh"
 
 cleanup() { if [[ -n "$TMP_DIR" && -d "$TMP_DIR" ]]; then rm -rf "$TMP_DIR"; fi; }
 trap cleanup EXIT
 
-# pip through the venv's interpreter, without its noise: "Requirement already
-# satisfied" lines, index banners, and the harmless "Location ... is ignored"
-# warnings some machines print. Keeps pip's exit status (pipefail + `|| rc=$?`).
-PIP_NOISE="^(WARNING: Location '.*' is ignored|Requirement already satisfied: |Looking in (indexes|links): )"
-pip_run() {
-    local rc=0
-    "$PY" -m pip "$@" 2>&1 | { grep --line-buffered -vE "$PIP_NOISE" || true; } || rc=$?
+# pip through the venv's interpreter, through pip_filter; keeps pip's exit status
+# (pipefail + `|| rc=$?`). pip's own bar draws nothing through a pipe: once pip knows
+# `--progress-bar raw` (>= 24.1), pip_filter turns its "Progress" lines into percents.
+PIP_PROGRESS=()
+pip_run() {  # $1: pip command (install, download, wheel), then its arguments
+    local rc=0 cmd="$1"
+    shift
+    "$PY" -m pip "$cmd" ${PIP_PROGRESS[@]+"${PIP_PROGRESS[@]}"} "$@" 2>&1 | pip_filter || rc=$?
     return "$rc"
 }
 
@@ -87,7 +92,7 @@ pinned_version() {
 venv_python() { (cd "$VENV" && "$PY" "$@"); }
 
 install_hash() {  # FORCE_CUDA changes which mmcv build is wanted
-    { cat requirements/*.txt setup.py tools/install_env.sh; echo "FORCE_CUDA=$FORCE_CUDA"; } \
+    { cat requirements/*.txt setup.py tools/install_env.sh tools/install_progress.sh; echo "FORCE_CUDA=$FORCE_CUDA"; } \
         | sha256sum | cut -d' ' -f1
 }
 
@@ -147,15 +152,23 @@ build_mmcv_wheel() {  # $1: output folder
     # torch >= 2.14 headers need C++20 (open-mmlab/mmcv#3341); mmcv 2.1.0 asks for C++17.
     sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
     grep -q -- '-std=c++20' "$src/setup.py" || die "patching mmcv's setup.py for C++20 failed"
-    local jobs="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
-    log "compiling mmcv $MMCV_VERSION ops (FORCE_CUDA=$FORCE_CUDA, CUDA ops: $WANT_CUDA," \
-        "MAX_JOBS=$jobs) -- this takes ~10 minutes on 2 cores"
+    local jobs="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}" rc=0 t0=$SECONDS
+    local build_log="$VENV/.gslora_det_mmcv_build.log" total
+    total="$(mmcv_source_count "$src" "$WANT_CUDA")"
+    log "compiling mmcv $MMCV_VERSION ops: $total sources (FORCE_CUDA=$FORCE_CUDA, CUDA ops:" \
+        "$WANT_CUDA, MAX_JOBS=$jobs) -- ~22 minutes on 2 cores (measured); full output in $build_log"
     mkdir -p "$out"
+    # -v: pip shows the build's output (ninja's [i/N] lines) as it comes.
     MMCV_WITH_OPS=1 FORCE_CUDA="$FORCE_CUDA" MAX_JOBS="$jobs" \
-        pip_run wheel --no-build-isolation --no-deps --no-cache-dir \
-        -c "$CONSTRAINTS" -w "$out" "$src" \
-        || die "building mmcv $MMCV_VERSION from source failed (see the compiler output above;" \
-               "a C++20 compiler, e.g. g++ >= 10, is required)"
+        "$PY" -m pip wheel -v --no-build-isolation --no-deps --no-cache-dir \
+        -c "$CONSTRAINTS" -w "$out" "$src" 2>&1 | tee "$build_log" \
+        | mmcv_build_progress "$total" || rc=$?
+    if [[ "$rc" != 0 ]]; then
+        tail -n 30 "$build_log" >&2
+        die "building mmcv $MMCV_VERSION from source failed (the end of $build_log is above;" \
+            "a C++20 compiler, e.g. g++ >= 10, is required)"
+    fi
+    log "mmcv built in $(( (SECONDS - t0 + 30) / 60 )) min"
     rm -rf "$TMP_DIR"
     TMP_DIR=""
 }
@@ -196,6 +209,10 @@ printf 'torch==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCHVISION_VERSION" > 
 # 3. pip and build tools
 log "upgrading pip"
 pip_run install --upgrade pip
+if venv_python -c "import sys, pip
+sys.exit(tuple(map(int, pip.__version__.split('.')[:2])) < (24, 1))" 2>/dev/null; then
+    PIP_PROGRESS=(--progress-bar raw)
+fi
 log "installing build tools (requirements/build.txt, torch excluded here)"
 grep -vE '^[[:space:]]*(torch|torchvision)[[:space:]]*[=<>!~]' requirements/build.txt \
     > "$VENV/.gslora_det_build_tools.txt"

@@ -8,12 +8,13 @@ Usage::
         [--cfg-options key=value ...] [--tolerance 1e-5] \
         [--map-tolerance 0.005] [--max-forget-map 0.05] [--skip-eval]
 
-1. the SHA-256 of the input checkpoint, the adapter and the merged
-   checkpoint equal the manifest's;
+1. the SHA-256 of the input checkpoint, the adapter's weights and the
+   merged checkpoint equal the manifest's (and those an adapter folder's
+   ``adapter_config.json`` records);
 2. input + adapter = merged: every tensor of the merged state dict is
-   recomputed from the input checkpoint and the adapter (``apply_adapter``
-   with the adapter's own scaling) to within ``--tolerance``, with the same
-   keys;
+   recomputed from the input checkpoint and the adapter (the merge of
+   ``tools/apply_adapter.py``, with the adapter's own scaling) to within
+   ``--tolerance``, with the same keys;
 3. (unless ``--skip-eval``) the forgotten classes are re-evaluated on the
    test data given on the command line (the config defaults to the one the
    manifest recorded) and ``mAP_forget`` matches the manifest's within
@@ -22,7 +23,9 @@ Usage::
 Exits 1 with one ``MISMATCH`` line per failed check, 0 with a short
 "verified" summary. Checkpoints load weights-only; adapters only from
 safetensors. The adapter and the input checkpoint are found through the
-manifest (``--adapter`` / ``--input-checkpoint`` override).
+manifest (``--adapter`` / ``--input-checkpoint`` override); the adapter is
+the task's ``adapter/`` folder or its single-file copy
+``adapter.safetensors`` (the same bytes as the folder's weights).
 """
 import argparse
 import os
@@ -37,8 +40,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('merged', help='the merged checkpoint to check')
     parser.add_argument('manifest', help="the task's manifest.json")
-    parser.add_argument('--adapter', help='adapter file (default: the '
-                        "manifest's, next to it)")
+    parser.add_argument('--adapter', help='adapter folder or file '
+                        "(default: the manifest's, next to it, else the "
+                        'adapter/ folder there)')
     parser.add_argument('--input-checkpoint', help="input checkpoint "
                         "(default: the manifest's)")
     parser.add_argument('--config', help="test config (default: the config "
@@ -64,9 +68,14 @@ def parse_args():
 
 
 def check_hashes(manifest: dict, paths: dict, failures: list) -> None:
-    """Recompute the three SHA-256 and compare them to the manifest."""
+    """Recompute the three SHA-256 and compare them to the manifest (an
+    adapter folder: its weights file, and its config's records)."""
+    from gslora_det.adapter import weights_file
     from gslora_det.checkpoint import sha256_file
+    if osp.isdir(paths['adapter']):
+        check_adapter_records(manifest, paths['adapter'], failures)
     for key, path in paths.items():
+        path = weights_file(path) if key == 'adapter' else path
         expected = manifest['files'][key].get('sha256')
         if not osp.isfile(path):
             failures.append(f'{key} {path}: file not found')
@@ -77,28 +86,48 @@ def check_hashes(manifest: dict, paths: dict, failures: list) -> None:
                             f'found {found}')
 
 
+def check_adapter_records(manifest: dict, folder: str,
+                          failures: list) -> None:
+    """An adapter folder's recorded input / merged SHA-256 are the
+    manifest's (it is this task's adapter)."""
+    import json
+    from gslora_det.adapter import CONFIG_NAME
+    try:
+        with open(osp.join(folder, CONFIG_NAME)) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as err:
+        failures.append(f'adapter {folder}: unreadable config ({err})')
+        return
+    for key, file_key in (('base_checkpoint_sha256', 'input_checkpoint'),
+                          ('merged_checkpoint_sha256', 'merged_checkpoint')):
+        expected = manifest['files'][file_key].get('sha256')
+        if config.get(key) and expected and config[key] != expected:
+            failures.append(f'adapter {folder}: {key} {config[key]} is not '
+                            f"the manifest's {file_key} sha256 {expected}")
+
+
 def check_merge(paths: dict, tolerance: float, failures: list) -> str:
     """Recompute input + adapter and compare every merged tensor."""
     import torch
-    from gslora_det.adapter import load_adapter
+    from gslora_det.adapter import AdapterError, read_adapter
+    from gslora_det.apis.adapters import merge_weights
     from gslora_det.checkpoint import load_checkpoint_safely, state_dict_of
-    from gslora_det.inject import apply_adapter
     try:
         base = state_dict_of(load_checkpoint_safely(
             paths['input_checkpoint']))
         merged = state_dict_of(load_checkpoint_safely(
             paths['merged_checkpoint']))
-        tensors, meta = load_adapter(paths['adapter'])
+        tensors, config = read_adapter(paths['adapter'])
     except Exception as err:  # missing, unreadable, or not weights-only
         failures.append(f'merge: cannot load the files ({err})')
         return ''
-    if 'scaling' not in meta:
+    if config.scaling is None:
         failures.append(f'adapter {paths["adapter"]}: no "scaling" in its '
                         'metadata')
         return ''
     try:
-        rebuilt = apply_adapter(base, tensors, float(meta['scaling']))
-    except (KeyError, RuntimeError) as err:
+        rebuilt = merge_weights(base, tensors, config)
+    except (AdapterError, KeyError, RuntimeError) as err:
         failures.append(f'adapter {paths["adapter"]} does not fit the '
                         f'input checkpoint: {err!r}')
         return ''
@@ -185,12 +214,16 @@ def main():
         manifest = read_manifest(args.manifest)
     except (OSError, ValueError) as err:
         sys.exit(f'error: {err}')
+    adapter = args.adapter or manifest_file(manifest, 'adapter',
+                                            args.manifest)
+    from gslora_det.adapter import ADAPTER_DIR
+    folder = osp.join(osp.dirname(osp.abspath(args.manifest)), ADAPTER_DIR)
+    if not args.adapter and not osp.isfile(adapter) and osp.isdir(folder):
+        adapter = folder  # the single-file copy was not kept
     paths = dict(
         input_checkpoint=args.input_checkpoint or manifest_file(
             manifest, 'input_checkpoint', args.manifest),
-        adapter=args.adapter or manifest_file(manifest, 'adapter',
-                                              args.manifest),
-        merged_checkpoint=args.merged)
+        adapter=adapter, merged_checkpoint=args.merged)
     failures = []
     check_hashes(manifest, paths, failures)
     done = ['3 sha256 match' if not failures else '']

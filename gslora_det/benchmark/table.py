@@ -1,6 +1,8 @@
 """The benchmark's results: one row per method, as Markdown, JSON and a
-plot. mAPs and residuals are on the 0-1 scale in JSON, in % in Markdown."""
+plot. mAPs, H-Means and residuals are on the 0-1 scale in JSON (its
+``units`` key says so), in % in the Markdown table and the plot."""
 import json
+import math
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -10,6 +12,10 @@ from gslora_det.io_utils import atomic_write_text
 from gslora_det.report.plots import _pct, _save
 
 RESIDUAL_KEY = 'residual_{kind}@0.3'
+#: Written into the JSON: its numbers are fractions, not the tables' %.
+JSON_UNITS = dict(mAP='0-1', h_mean='0-1',
+                  residual='0-1 (share of the forgotten objects)',
+                  sec_per_iter='s', train_mib='MiB', wall_min='min')
 
 #: Display names, in table order.
 METHOD_LABELS = {
@@ -76,22 +82,35 @@ def _fmt(value, spec: str = '.2f', pct: bool = False) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping]) -> str:
-    """The README table."""
+    """The README table: one row per method; mAP@[.5:.95], H-Mean and
+    residuals in %. A method that failed (an ``error`` row) keeps its row,
+    with "–" for what it did not measure.
+
+    Args:
+        rows (Sequence[Mapping]): :func:`method_row` dicts or error rows.
+
+    Returns:
+        str: The Markdown table, newline-terminated.
+    """
     lines = [
-        '| method | H-Mean per task | mean H | final mAP forgotten / '
-        'previously forgotten / retained | residual own / any @0.3 | '
-        'trainable params | train s/iter (× full FT) | train memory MiB '
-        '(× full FT) | inference × base | same #params | wall min |',
+        '| method | H-Mean per task (%) | mean H (%) | final mAP (%) '
+        'forgotten / previously forgotten / retained | residual own / any '
+        '@0.3 (%) | trainable params | train s/iter (× full FT) | train '
+        'memory MiB (× full FT) | inference × base | same #params | '
+        'wall min |',
         '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        hs = ' / '.join(_fmt(h, '.1f', True) for h in r['h_mean_per_task'])
+        pct = {k: _fmt(r.get(k), '.1f', True) for k in (
+            'h_mean_avg', 'mAP_forget_final', 'mAP_old_final',
+            'mAP_retain_final', 'residual_own_final', 'residual_any_final')}
+        hs = ' / '.join(_fmt(h, '.1f', True)
+                        for h in r.get('h_mean_per_task') or []) or '–'
+        label = r['label'] + (' (failed)' if 'error' in r else '')
         lines.append(
-            f"| {r['label']} | {hs} | **{_fmt(r['h_mean_avg'], '.1f', True)}"
-            f"** | {_fmt(r['mAP_forget_final'], '.1f', True)} / "
-            f"{_fmt(r['mAP_old_final'], '.1f', True)} / "
-            f"{_fmt(r['mAP_retain_final'], '.1f', True)} | "
-            f"{_fmt(r['residual_own_final'], '.1f', True)} / "
-            f"{_fmt(r['residual_any_final'], '.1f', True)} % | "
+            f"| {label} | {hs} | **{pct['h_mean_avg']}** | "
+            f"{pct['mAP_forget_final']} / {pct['mAP_old_final']} / "
+            f"{pct['mAP_retain_final']} | {pct['residual_own_final']} / "
+            f"{pct['residual_any_final']} | "
             f"{_fmt(r.get('trainable_params'), ',d')} | "
             f"{_fmt(r.get('sec_per_iter'))} ({_fmt(r.get('time_ratio'))}) | "
             f"{_fmt(r.get('train_mib'), '.0f')} "
@@ -104,30 +123,56 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
 
 def plot_methods(rows: Sequence[Mapping], path: str) -> str:
     """Left: mean H-Mean per method. Right: final mAP on the forgotten,
-    previously forgotten and retained classes."""
-    fig = Figure(figsize=(12, 0.45 * len(rows) + 1.8))
+    previously forgotten and retained classes. Every bar carries its value
+    (a 0 has no visible bar), "–" marks a missing one and "failed" a method
+    that did not finish; a class set no method has (e.g. no previously
+    forgotten classes in a one-task run) gets no legend entry.
+
+    Args:
+        rows (Sequence[Mapping]): :func:`method_row` dicts (or an error row:
+            ``label`` and ``error``), in drawing order (top to bottom).
+        path (str): Output PNG.
+
+    Returns:
+        str: ``path``.
+    """
+    fig = Figure(figsize=(12, 0.6 * len(rows) + 2.0))
     ax_h, ax_m = fig.subplots(1, 2, sharey=True)
-    labels = [r['label'] for r in rows]
     ys = list(range(len(rows)))[::-1]
-    ax_h.barh(ys, [_pct(r['h_mean_avg']) for r in rows], color='#2ca02c')
-    for y, r in zip(ys, rows):
-        ax_h.text(_pct(r['h_mean_avg'] or 0) + 1, y,
-                  _fmt(r['h_mean_avg'], '.1f', True), va='center',
-                  fontsize=8)
-    ax_h.set_yticks(ys, labels)
+
+    def labels(values):
+        return ['failed' if 'error' in r else '–' if v is None else
+                _fmt(v, '.1f', True) for r, v in zip(rows, values)]
+
+    def widths(values):  # a missing value: a 0-wide bar that holds a label
+        return [0.0 if math.isnan(_pct(v)) else _pct(v) for v in values]
+
+    hs = [r.get('h_mean_avg') for r in rows]
+    bars = ax_h.barh(ys, widths(hs), color='#2ca02c')
+    ax_h.bar_label(bars, labels(hs), fontsize=8, padding=3)
+    ax_h.set_yticks(ys, [r['label'] for r in rows])
     ax_h.set_xlabel('mean H-Mean over tasks (%)')
-    ax_h.set_xlim(0, 105)
-    width = 0.27
-    for k, (key, colour, name) in enumerate([
-            ('mAP_forget_final', '#d62728', 'forgotten (last task)'),
-            ('mAP_old_final', '#7f7f7f', 'previously forgotten'),
-            ('mAP_retain_final', '#1f77b4', 'retained')]):
-        ax_m.barh([y + (1 - k) * width for y in ys],
-                  [_pct(r[key]) for r in rows], height=width,
-                  color=colour, label=name)
-    ax_m.set_xlabel('final mAP (%)')
-    ax_m.set_xlim(0, 100)
-    ax_m.legend(loc='lower right', fontsize=8)
+    ax_h.set_xlim(0, 110)  # room for the labels of bars near 100
+    # A class set no method has (all None) gets no bars: no legend entry.
+    series = [(key, colour, name) for key, colour, name in (
+        ('mAP_forget_final', '#d62728', 'forgotten (last task)'),
+        ('mAP_old_final', '#7f7f7f', 'previously forgotten'),
+        ('mAP_retain_final', '#1f77b4', 'retained'))
+        if any(r.get(key) is not None for r in rows)]
+    width = 0.8 / max(len(series), 1)
+    for k, (key, colour, name) in enumerate(series):
+        values = [r.get(key) for r in rows]
+        bars = ax_m.barh([y + ((len(series) - 1) / 2 - k) * width
+                          for y in ys],
+                         widths(values), height=width,
+                         color=colour, label=name)
+        # Coloured text: a 0 has no bar to tell which set it belongs to.
+        ax_m.bar_label(bars, labels(values), fontsize=7, padding=2,
+                       color=colour)
+    ax_m.set_xlabel('final mAP@[.5:.95] (%)')
+    ax_m.set_xlim(0, 110)
+    ax_m.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=3,
+                fontsize=8, frameon=False)
     fig.suptitle('Forgetting methods on the same sequence and base model')
     fig.tight_layout()
     return _save(fig, path)
@@ -142,7 +187,7 @@ def write_results(rows: List[Dict], out_prefix: str,
     atomic_write_text(out_prefix + '.md', md + '\n' + '\n'.join(lines)
                       + '\n')
     atomic_write_text(out_prefix + '.json', json.dumps(
-        dict(settings=settings, rows=rows), indent=2))
+        dict(units=JSON_UNITS, settings=settings, rows=rows), indent=2))
     plot_methods(rows, out_prefix + '.png')
     return dict(md=out_prefix + '.md', json=out_prefix + '.json',
                 png=out_prefix + '.png')

@@ -34,7 +34,7 @@ from gslora_det.detectors.settings import (DEFAULT_FORGET_CFG,
                                           DEFAULT_PROTOTYPE_CFG,
                                           check_constants, merged_cfg,
                                           short_group_name)
-from gslora_det.group_lasso import group_lasso, group_norms
+from gslora_det.group_lasso import group_lasso_terms
 from gslora_det.inject import (freeze_all_but_lora, freeze_matching,
                                inject_lora, lora_groups)
 from gslora_det.lora import lora_modules
@@ -228,7 +228,8 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
         Returns:
             dict[str, Tensor]: Loss terms (keys holding ``loss`` are summed
             by mmengine) and logged values (``f.cls``: the raw forget
-            classification loss; ``gn.<group>``: LoRA group norms).
+            classification loss; ``gn.<group>``: LoRA group norms;
+            ``group_lasso``: α·Σ‖g‖, unsummed, in proximal mode).
         """
         mc = self.method_cfg
         roles = [s.metainfo.get('forget_role', 'retain')
@@ -285,13 +286,9 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
                 self.prototype_cfg['weight_retain'])
         losses.update(self._baseline_terms(batch_inputs, batch_data_samples,
                                            all_cls[-1], retain))
-        if mc['use_lora']:
-            groups = self.lora_groups()
-            alpha = (self.group_lasso_cfg['alpha'] if mc['group_lasso'] and
-                     it >= self.group_lasso_cfg['warmup_iters'] else 0.0)
-            losses['loss_group_lasso'] = alpha * group_lasso(groups)
-            for name, norm in group_norms(groups).items():
-                losses[f'gn.{short_group_name(name)}'] = norm.detach()
+        if mc['use_lora']:  # penalty term, or its value (proximal); gn.*
+            losses.update(group_lasso_terms(self, it, mc['group_lasso'],
+                                            short_group_name))
         self._check_finite(losses, it)
         return losses
 

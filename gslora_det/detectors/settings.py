@@ -29,11 +29,42 @@ DEFAULT_FORGET_CFG = dict(
     # for mAP and for residual detection).
     background_iou=0.5,
 )
-#: Group-sparse penalty settings.
+#: Group-sparse (group-lasso) settings. ``mode='proximal'`` needs
+#: ``optim_wrapper.type='ProximalGroupLassoOptimWrapper'``
+#: (:mod:`gslora_det.optim.proximal`); the keys marked "Proximal" are
+#: unused in penalty mode.
 DEFAULT_GROUP_LASSO_CFG = dict(
-    alpha=3e-4,  # weight of L_structure (reference, detection)
+    alpha=3e-4,  # weight of L_structure (reference, detection); λ of prox
     warmup_iters=0,  # α is 0 before this iteration (face scripts: 20 ep.)
+    # 'penalty': α·Σ‖g‖ is added to the loss and the optimiser follows its
+    # gradient (the reference; groups get small, never exactly 0).
+    # 'proximal': after each real optimiser step every group is
+    # soft-thresholded, g <- max(0, 1 - η·α/‖g‖)·g, so groups reach exact 0.
+    mode='penalty',
+    # Proximal: what the prox acts on. 'B': the LoRA B matrices of a group
+    # only (ΔW = s·B·A is 0 iff B is; A keeps carrying the data's gradient
+    # to a zeroed B, so a group can come back only if the data asks for
+    # it). 'AB': the exact prox of the reference's Σ‖(A, B)‖; a group at
+    # A = B = 0 has no gradient left and never comes back.
+    shrink='B',
+    # Proximal: η of the threshold η·α. 'adam': per group,
+    # lr / (sqrt(mean of Adam's bias-corrected v) + eps), the step Adam
+    # takes per unit of gradient there (ProxGen-style), so that a group
+    # dies when its data gradient is no larger than α (the lasso's
+    # optimality condition) and the same α shrinks about as much per step
+    # as the penalty does under Adam. 'lr': η = lr (proximal SGD; under
+    # Adam, α would need to be orders of magnitude larger).
+    prox_step='adam',
+    # Proximal: when the prox zeroes a group, zero Adam's first moment of
+    # what it shrinks (once), so that stale momentum does not carry the
+    # group back out; while it stays at 0 the momentum gathers fresh data
+    # gradients only, and it comes back once their average outweighs α.
+    reset_momentum=True,
 )
+#: Allowed values of the choice keys of DEFAULT_GROUP_LASSO_CFG.
+GROUP_LASSO_CHOICES = dict(mode=('penalty', 'proximal'), shrink=('B', 'AB'),
+                           prox_step=('adam', 'lr'),
+                           reset_momentum=(True, False))
 #: GS-LoRA++ prototype term (off by default, as in the CVPR method).
 DEFAULT_PROTOTYPE_CFG = dict(
     enable=False,
@@ -77,3 +108,21 @@ def check_constants(lora_cfg: dict, forget_cfg: dict,
     if lora_cfg['rank'] <= 0:
         raise ValueError('lora_cfg.rank must be a positive integer, got '
                          f'{lora_cfg["rank"]}')
+    check_group_lasso_choices(group_lasso_cfg)
+
+
+def check_group_lasso_choices(cfg: dict) -> None:
+    """Refuse a value of a choice key outside :data:`GROUP_LASSO_CHOICES`.
+
+    Args:
+        cfg (dict): A merged ``group_lasso_cfg``.
+
+    Raises:
+        ValueError: naming the key, the value and the allowed values.
+    """
+    for key, allowed in GROUP_LASSO_CHOICES.items():
+        # `in` alone would accept 1 for True and 0 for False.
+        if not any(type(cfg[key]) is type(a) and cfg[key] == a
+                   for a in allowed):
+            raise ValueError(f'group_lasso_cfg.{key} must be one of '
+                             f'{list(allowed)}, got {cfg[key]!r}')

@@ -3,7 +3,8 @@
 Shared by ``tools/test.py`` (any checkpoint) and ``tools/verify.py`` (a
 merged checkpoint against its manifest): switch the config's test
 evaluator to :class:`ForgettingMetric` with the task's class lists, point
-the test data somewhere else, and run mmengine's test loop.
+the test data somewhere else, turn on mmdet's visualization hook, and run
+mmengine's test loop (optionally dumping the predictions as mmdet does).
 """
 import os.path as osp
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -109,23 +110,72 @@ def set_test_data(cfg, data_root: Optional[str] = None,
             ev['ann_file'] = path
 
 
+def enable_visualization(cfg, show_dir: Optional[str] = None,
+                         score_thr: float = 0.3, show: bool = False,
+                         wait_time: float = 2.0) -> None:
+    """Turn on the config's ``default_hooks.visualization`` (mmdet's
+    ``DetVisualizationHook``) for the test pass, as mmdet's tools/test.py.
+
+    Args:
+        cfg (Config): The config, modified in place.
+        show_dir (str, optional): Where painted images go; a relative path
+            ends up under ``<work_dir>/<timestamp>/`` (mmdet's hook puts it
+            there).
+        score_thr (float): Detections below this score are not drawn.
+            Defaults to 0.3.
+        show (bool): Show each image in a window. Defaults to False.
+        wait_time (float): Seconds each shown image stays. Defaults to 2.
+
+    Raises:
+        ConfigError: the config has no visualization hook.
+    """
+    from types import SimpleNamespace
+
+    from mmdet.engine.hooks.utils import trigger_visualization_hook
+
+    from gslora_det.config_checks import ConfigError
+    hooks = cfg.get('default_hooks') or {}
+    if not hooks.get('visualization'):
+        raise ConfigError(
+            '--show/--show-dir need a visualization hook in the config: add '
+            "default_hooks = dict(visualization=dict(type="
+            "'DetVisualizationHook')) (mmdet's _base_/default_runtime.py "
+            'has it) and a visualizer, e.g. visualizer = dict(type='
+            "'DetLocalVisualizer')")
+    trigger_visualization_hook(cfg, SimpleNamespace(
+        show=show, show_dir=show_dir, wait_time=wait_time))
+    cfg.default_hooks.visualization['score_thr'] = float(score_thr)
+
+
 def strip_prefix(metrics: Mapping) -> Dict:
     """``forgetting/mAP_forget`` -> ``mAP_forget``."""
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v
             for k, v in metrics.items()}
 
 
-def run_test(cfg) -> Tuple[Dict, Dict[str, List[str]]]:
+def run_test(cfg, dump_to: Optional[str] = None) -> Tuple[
+        Dict, Dict[str, List[str]], object]:
     """Build a Runner from ``cfg`` and run its test loop.
 
+    Args:
+        cfg (Config): The test config.
+        dump_to (str, optional): Also dump the predictions to this ``.pkl``
+            file (mmdet's ``DumpDetResults``, as its tools/test.py
+            ``--out``).
+
     Returns:
-        tuple: The metrics as the evaluator returns them, and the class
-        sets (``forget``, ``retain``, ``old``; empty without a
-        ``ForgettingMetric``).
+        tuple: The metrics as the evaluator returns them, the class sets
+        (``forget``, ``retain``, ``old``; empty without a
+        ``ForgettingMetric``), and the Runner (e.g. to find its hooks).
     """
+    from mmdet.evaluation import DumpDetResults
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
+    if dump_to is not None:
+        # Appended after the metric: metrics[0] stays the one reporting.
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=dump_to))
     metrics = runner.test()
     metric = runner.test_evaluator.metrics[0]
     sets = metric.class_sets() if hasattr(metric, 'class_sets') else {}
-    return metrics, sets
+    return metrics, sets, runner

@@ -28,7 +28,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from gslora_det.adapter import save_adapter
+from gslora_det.adapter import save_task_adapter
 from gslora_det.before_cache import (CACHE_NAME, cache_entry, input_weights,
                                      plan_before)
 from gslora_det.checkpoint import save_checkpoint_atomic
@@ -197,19 +197,19 @@ class ForgetTaskHook(Hook):
         task = dict(cfg.get('forget_task', {}))
         metric = runner.val_evaluator.metrics[0]
         sets = metric.class_sets() if hasattr(metric, 'class_sets') else {}
-        lora = model.lora_cfg
-        save_adapter(adapter, osp.join(work_dir, self.adapter_name),
-                     metadata=dict(task=task.get('index', 1),
-                                   rank=lora['rank'], alpha=lora['alpha'],
-                                   scaling=lora['alpha'] / lora['rank'],
-                                   forget_classes=sets.get('forget', []),
-                                   group_pattern=lora['group_pattern']))
         meta = dict(dataset_meta=getattr(runner.train_dataloader.dataset,
                                          'metainfo', None),
                     gslora=dict(task=task, **{k: self._before.get(k) for k in (
                         'input_checkpoint', 'input_checkpoint_sha256')}))
         save_checkpoint_atomic(dict(meta=meta, state_dict=merged),
                                osp.join(work_dir, self.merged_name))
+        # After merged.pth: the adapter folder records its hash (unmerge).
+        save_task_adapter(work_dir, adapter, model, sets,
+                          task_index=task.get('index', 1),
+                          base_sha256=self._before.get(
+                              'input_checkpoint_sha256'),
+                          merged_path=osp.join(work_dir, self.merged_name),
+                          legacy_name=self.adapter_name)
         report = build_report(task, sets, self._before, after, norms,
                               trainable, total, train_time,
                               self.inactive_rel_threshold)
@@ -227,6 +227,13 @@ class ForgetTaskHook(Hook):
                 plot_per_class_ap(report, osp.join(work_dir, self.plot_name))
             except Exception as err:  # a plot never costs the task
                 runner.logger.warning(f'per-class AP plot failed: {err!r}')
+        try:  # a picture never costs the task either
+            from gslora_det.report.before_after import draw_task_before_after
+            draw_task_before_after(runner, osp.join(work_dir,
+                                                    'before_after.png'),
+                                   self._before.get('input_checkpoint'))
+        except Exception as err:
+            runner.logger.warning(f'before_after.png not drawn: {err!r}')
         atomic_write_text(osp.join(work_dir, self.report_name),
                           json.dumps(report, indent=2))
         runner.logger.info(

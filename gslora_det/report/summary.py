@@ -28,9 +28,14 @@ PER_CLASS_PNG = 'per_class_ap.png'
 SETTING_KEYS = ('lora_cfg', 'forget_cfg', 'group_lasso_cfg', 'prototype_cfg',
                 'replay', 'optimizer', 'train_cfg')
 RESIDUAL_THR = '0.3'
+#: ``summary.json`` keeps the reports' fractions; the Markdown shows %.
+JSON_UNITS = dict(mAP='0-1', AP='0-1', h_mean='0-1',
+                  residual='0-1 (share of the forgotten objects)',
+                  train_time_s='s')
 
 
 def _pct(v: Optional[float]) -> str:
+    """A 0-1 value as the tables' % (one decimal); None: "–"."""
     return '–' if v is None else f'{100 * v:.1f}'
 
 
@@ -51,11 +56,12 @@ def task_row(report: Mapping) -> Dict:
 
 
 def task_table(reports: Sequence[Mapping]) -> str:
-    """A Markdown table, one row per task (mAPs and residuals in %)."""
+    """A Markdown table, one row per task; mAPs, H-Mean and residuals in
+    %, which the headers say (the table is also printed on its own)."""
     lines = [
-        '| task | forgotten classes | mAP forget before → after | '
-        'mAP retain before → after | mAP old after | H-Mean | '
-        f'residual own / any @{RESIDUAL_THR} after | groups off | '
+        '| task | forgotten classes | mAP forget before → after (%) | '
+        'mAP retain before → after (%) | mAP old after (%) | H-Mean (%) | '
+        f'residual own / any @{RESIDUAL_THR} after (%) | groups off | '
         'trainable params | train s |',
         '|---|---|---|---|---|---|---|---|---|---|'
     ]
@@ -188,7 +194,7 @@ def write_run_summary(work_dir: str, reports: Sequence[Mapping],
             if osp.isfile(osp.join(work_dir, folder, n))}
         entries.append(dict(task_row(report), config=cfg, files=files,
                             settings=settings[-1]))
-    summary = dict(title=title, generated_at=utc_now(),
+    summary = dict(title=title, units=JSON_UNITS, generated_at=utc_now(),
                    base_checkpoint=base_checkpoint,
                    base_checkpoint_sha256=_input_sha(work_dir),
                    task_configs=list(task_configs),
@@ -216,16 +222,23 @@ def _markdown(summary: Mapping, reports: Sequence[Mapping],
     """The text of ``summary.md``."""
     lines = [f'# {summary["title"]}', '',
              f'{len(reports)} forgetting task(s); written '
-             f'{summary["generated_at"]}. mAP@[.5:.95] in %; residual: '
-             'share (%) of the forgotten objects still covered (IoU ≥ 0.5) '
-             'by a detection of their own class / of any class.', '',
+             f'{summary["generated_at"]}. mAP@[.5:.95] and H-Mean in % '
+             '(`summary.json` keeps them on the 0-1 scale); residual '
+             'own / any @τ: share (%) of the forgotten objects still covered '
+             '(IoU ≥ 0.5) by a detection of score ≥ τ of their own class / '
+             'of any class.', '',
              task_table(reports), '', '## Residual detection of the '
              'forgotten objects (before → after, %)', '',
              residual_table(reports), '', '## Plots', '']
     if 'map_across_tasks' in summary['plots']:
-        lines += [f'![mAP across tasks]({MAP_PNG})', '']
+        lines += ["mAP across tasks: left, each task's own class sets as in "
+                  'the table (not joined: they differ between tasks); '
+                  'right, sets that stay the same (mean per-class AP).', '',
+                  f'![mAP across tasks]({MAP_PNG})', '']
     if 'group_norms' in summary['plots']:
-        lines += [f'![LoRA group norms]({GROUP_NORMS_PNG})', '']
+        lines += ['LoRA group norms: one colour scale from 0; hatched: '
+                  'exactly 0.', '', f'![LoRA group norms]({GROUP_NORMS_PNG})',
+                  '']
     for entry in summary['tasks']:
         files = entry['files']
         if 'per_class_ap' in files:
