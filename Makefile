@@ -17,7 +17,7 @@ data: install  ## generate the built-in shapes dataset under data/
 	$(PY) tools/make_shapes.py
 
 test: install  ## run the test suite
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 demo: install  ## run the quick-start demo
 	$(PY) tools/demo.py

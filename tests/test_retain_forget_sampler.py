@@ -7,6 +7,7 @@ from unittest import mock
 import pytest
 from mmdet.registry import DATA_SAMPLERS
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 import gslora_det  # noqa: F401
@@ -43,16 +44,19 @@ def loader_cfg():
 
 
 def build(loader_cfg, dataset, rank=0, world_size=1, seed=SEED, **kwargs):
-    """The config's index and batch samplers as rank ``rank`` builds them."""
+    """The config's index and batch samplers as rank ``rank`` builds them
+    (in mmdet's scope, as the Runner does: an earlier test may have left
+    another default scope current)."""
     with mock.patch('mmengine.dataset.sampler.get_dist_info',
-                    return_value=(rank, world_size)):
+                    return_value=(rank, world_size)), \
+            DefaultScope.overwrite_default_scope('mmdet'):
         sampler = DATA_SAMPLERS.build(dict(loader_cfg.sampler, seed=seed),
                                       default_args=dict(dataset=dataset))
-    assert (sampler.rank, sampler.world_size) == (rank, world_size)
-    return DATA_SAMPLERS.build(
-        dict(loader_cfg.batch_sampler, **kwargs),
-        default_args=dict(sampler=sampler,
-                          batch_size=loader_cfg.batch_size))
+        assert (sampler.rank, sampler.world_size) == (rank, world_size)
+        return DATA_SAMPLERS.build(
+            dict(loader_cfg.batch_sampler, **kwargs),
+            default_args=dict(sampler=sampler,
+                              batch_size=loader_cfg.batch_size))
 
 
 def epoch_batches(samplers, epoch):
