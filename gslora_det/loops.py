@@ -32,6 +32,7 @@ from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop,
 from mmdet.registry import LOOPS
 
 from gslora_det.data import coco_cache
+from gslora_det.data.forget_retain_split import clear_inner_cache
 
 
 def _runner_task(runner, mode: str) -> Optional[Dict]:
@@ -64,6 +65,17 @@ def _fill(runner, mode: str, *sections) -> None:
             fill_task(section, task)
 
 
+def _forgetting_metric(runner, mode: str, evaluator):
+    """With the one forgetting default (``cfg.forgetting``), the detector's
+    own metric becomes ``ForgettingMetric`` (a reference-style config
+    states it)."""
+    task = _runner_task(runner, mode)
+    if task is None or not runner.cfg.get('forgetting'):
+        return evaluator
+    from gslora_det.forgetting_setup import forgetting_evaluators
+    return forgetting_evaluators(evaluator, task)
+
+
 def _set_task_index(runner, index: int) -> None:
     """Point the model's fresh LoRA at its task's init gain. The Runner
     initialises the weights (``init_weights``) after building the train
@@ -75,17 +87,24 @@ def _set_task_index(runner, index: int) -> None:
 
 
 class _ForgetTrainMixin:
-    """Fill the task into the training dataloader before it is built."""
+    """Fill the task into the training dataloader before it is built; with
+    a ``forgetting`` section, first turn the detector's own training setup
+    into the task's (:func:`gslora_det.forgetting_setup.apply_forgetting`).
+    """
 
     def __init__(self, runner, dataloader, *args, **kwargs) -> None:
+        task = _runner_task(runner, 'train')
+        if task is not None and isinstance(dataloader, dict):
+            from gslora_det.forgetting_setup import apply_forgetting
+            dataloader = apply_forgetting(runner, task, dataloader)
         _fill(runner, 'train', dataloader, runner._val_evaluator,
               runner._val_dataloader)
-        task = getattr(runner, '_gslora_task', None)
         if task is not None:
             _set_task_index(runner, task['index'])
         super().__init__(runner, dataloader, *args, **kwargs)
         # Both splits are built: the parsed annotation file can go.
         coco_cache.clear()
+        clear_inner_cache()
 
 
 @LOOPS.register_module()
@@ -99,11 +118,29 @@ class ForgetIterBasedTrainLoop(_ForgetTrainMixin, IterBasedTrainLoop):
 
 
 @LOOPS.register_module()
+class ForgetTrainLoop(_ForgetTrainMixin, IterBasedTrainLoop):
+    """The one forgetting default's loop: iteration-based (a forgetting
+    task is a step budget, ended early by the controller), validating once
+    at the end unless ``val_interval`` says otherwise.
+
+    Args:
+        max_iters (int): The step limit of the task.
+        val_interval (int, optional): Defaults to ``max_iters``.
+    """
+
+    def __init__(self, runner, dataloader, max_iters: int,
+                 val_interval: Optional[int] = None, **kwargs) -> None:
+        super().__init__(runner, dataloader, max_iters=max_iters,
+                         val_interval=val_interval or max_iters, **kwargs)
+
+
+@LOOPS.register_module()
 class ForgetValLoop(ValLoop):
     """``ValLoop`` whose dataloader and ``ForgettingMetric`` get the task."""
 
     def __init__(self, runner, dataloader, evaluator, *args,
                  **kwargs) -> None:
+        evaluator = _forgetting_metric(runner, 'train', evaluator)
         _fill(runner, 'train', dataloader, evaluator)
         super().__init__(runner, dataloader, evaluator, *args, **kwargs)
 
@@ -115,5 +152,6 @@ class ForgetTestLoop(TestLoop):
 
     def __init__(self, runner, dataloader, evaluator, *args,
                  **kwargs) -> None:
+        evaluator = _forgetting_metric(runner, 'test', evaluator)
         _fill(runner, 'test', dataloader, evaluator)
         super().__init__(runner, dataloader, evaluator, *args, **kwargs)

@@ -45,7 +45,7 @@ def pretrain_once(config: str, work_dir: str,
         return base
     pre_dir = osp.join(work_dir, 'pretrain')
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
-           '--work-dir', pre_dir]
+           '--work-dir', pre_dir, '--quiet-config']  # dumps: the log file
     if osp.isfile(osp.join(pre_dir, 'last_checkpoint')):
         cmd.append('--resume')
     if cfg_options:

@@ -200,7 +200,8 @@ def run_sequence(task_configs: Sequence[str],
                  train_script: Optional[str] = None,
                  python: str = sys.executable,
                  summary_title: str = 'GS-LoRA forgetting run',
-                 launch: Optional[Launch] = None) -> List[Dict]:
+                 launch: Optional[Launch] = None,
+                 continue_on_unmet: bool = False) -> List[Dict]:
     """Run (or finish) every task of a sequence.
 
     Args:
@@ -217,6 +218,9 @@ def run_sequence(task_configs: Sequence[str],
         summary_title (str): Heading of ``summary.md``.
         launch (Launch, optional): How each task is started; one process
             by default.
+        continue_on_unmet (bool): Go on to the next task when a task's
+            controller reached the step limit without meeting its target.
+            Defaults to False: the sequence stops there with the reason.
 
     Returns:
         list[dict]: The tasks' reports, in order.
@@ -282,6 +286,15 @@ def run_sequence(task_configs: Sequence[str],
         with open(osp.join(folder, REPORT)) as f:
             reports.append(json.load(f))
         previous = osp.join(folder, MERGED)
+        unmet = (reports[-1].get('controller') or {}).get('status') == \
+            'limit_reached'
+        if unmet and index < len(task_configs) and not continue_on_unmet:
+            raise SequenceError(
+                f'task {index} ({cfg}) reached its step limit without '
+                f'meeting the forgetting target: '
+                f'{reports[-1]["controller"].get("summary", "")}. The '
+                f'sequence stops here (its outputs are in {folder}); to go '
+                'on anyway, run the same command with --continue-on-unmet')
     if not writer:
         return reports
     from gslora_det.report.summary import write_run_summary

@@ -189,6 +189,15 @@ def apply_forget_task(cfg, mode: str = 'train') -> Dict[str, List[str]]:
         dict[str, list[str]]: ``forget``, ``retain`` and ``old`` classes.
     """
     task = resolve_task(cfg, mode)
+    if cfg.get('forgetting'):  # the one default: the detector's own setup
+        from gslora_det.forgetting_setup import (forgetting_dataloader,
+                                                 forgetting_evaluators)
+        if mode == 'train' and cfg.get('train_dataloader'):
+            cfg.train_dataloader = forgetting_dataloader(
+                cfg.train_dataloader, task, cfg.forgetting)
+        for section in ('val_evaluator', 'test_evaluator'):
+            if cfg.get(section):
+                cfg[section] = forgetting_evaluators(cfg[section], task)
     for section in ('train_dataloader', 'val_dataloader', 'test_dataloader',
                     'val_evaluator', 'test_evaluator'):
         if cfg.get(section) is not None:

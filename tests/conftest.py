@@ -16,8 +16,11 @@ CONFIGS = osp.join(REPO, 'configs')
 TOOLS = osp.join(REPO, 'tools')
 PRETRAIN_CFG = osp.join(CONFIGS, 'shapes',
                         'deformable-detr_r18-tiny_5e_shapes.py')
+# The mechanics tests (resume, sequence, baselines...) run the configs that
+# state their data section (and so take the TINY_TASK overrides below); the
+# one forgetting default has its own tests (test_forgetting_default.py).
 TASK_CFGS = [
-    osp.join(CONFIGS, 'shapes',
+    osp.join(CONFIGS, 'shapes', 'calibrated',
              f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
     for k in (1, 2, 3)
 ]

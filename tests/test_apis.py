@@ -174,7 +174,10 @@ def test_readme_example(workspace, base_checkpoint, tmp_path, monkeypatch,
     assert osp.isfile(osp.join(run, 'summary.md'))
     # run again: both tasks are done, nothing is trained
     again = forget_sequence([FIRST, SECOND], base_checkpoint, run,
-                            config=TASK_CFGS[0], cfg_options=TINY_TASK)
+                            config=osp.join(REPO, 'configs', 'shapes',
+                                            'gslora_deformable-detr_r18-tiny_'
+                                            'task1_shapes.py'),
+                            cfg_options=TINY_TASK)
     assert capsys.readouterr().out.count('done already') == 2
     assert again == reports
     assert torch.is_tensor(scope['state']['query_embedding.weight'])

@@ -282,3 +282,42 @@ def test_relabel_keeps_retained_objects_on_forget_images():
     assert losses['f.r.loss_cls'].item() == pytest.approx(
         weight * kept[0].item(), rel=1e-5)
     assert 'f.loss_cls' not in losses
+
+
+def test_explicit_terms_outrank_by_hand_and_baselines_keep_their_own():
+    """`forget_cfg.terms` replaces GS-LoRA's bounded loss; `outrank` pushes
+    the forgotten class's logits on the covering queries below the image's
+    k-th largest logit (by hand here); a baseline keeps its own loss."""
+    torch.manual_seed(0)
+    cfg = model_cfg()
+    cfg['forget_cfg'] = {**cfg['forget_cfg'], 'background_iou': 0.1,
+                         'terms': ('kept', 'outrank'), 'outrank_margin': 0.5}
+    model = MODELS.build(cfg)
+    model.init_weights()
+    x, samples = _forget_with_kept_object(*batch(('retain', 'forget')))
+    losses = model.loss(x, samples)
+    assert 'f.loss_bound' not in losses and 'f.loss_bg' not in losses
+    assert 'f.r.loss_cls' in losses
+    cls, box = [t[-1] for t in model.forward_heads(x, samples)[:2]]
+    gt = samples[1].gt_instances
+    gone = gt[gt.labels == 2]
+    from torchvision.ops import box_convert, box_iou
+    labels = model.bbox_head.get_targets(
+        [cls[1]], [box[1]], [gone], [samples[1].metainfo])[0][0]
+    pixels = box_convert(box[1].detach(), 'cxcywh', 'xyxy') * 128
+    covers = (labels < model.bbox_head.num_classes) | (
+        box_iou(pixels, gone.bboxes)[:, 0] >= 0.1)
+    k = model.bbox_head.test_cfg.get('max_per_img', 100)
+    kth = cls[1].flatten().topk(min(k, cls[1].numel())).values[-1]
+    by_hand = torch.nn.functional.softplus(
+        cls[1][covers][:, 2] - kth + 0.5).sum()
+    assert losses['f.loss_outrank'].item() == pytest.approx(by_hand.item(),
+                                                            rel=1e-5)
+    model.forget_multiplier = 3.0  # the controller's λ scales it
+    assert model.loss(x, samples)['f.loss_outrank'].item() == pytest.approx(
+        3 * by_hand.item(), rel=1e-5)
+    cfg = model_cfg()  # (mmdet's build edits bbox_head in place)
+    cfg['forget_cfg'] = {**cfg['forget_cfg'], 'terms': ('kept', 'outrank')}
+    ga = MODELS.build(dict(cfg, method='gradient_ascent'))
+    ga.init_weights()
+    assert 'f.loss_ascent' in ga.loss(x, samples)

@@ -158,7 +158,8 @@ def test_bccd_pretraining_runs_a_few_iterations(tmp_path):
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read().strip().endswith('iter_2.pth')
     # ... then 2 steps of forgetting task 1 from it, with the real task
-    # config: forget photos keep their retained cells as positives.
+    # config (the one default on the pretraining config; batch 2 = 1 + 1):
+    # forget photos keep their retained cells as positives.
     task_cfg = osp.join(
         CONFIGS, 'bccd', 'gslora_deformable-detr_effnet-lite0-tiny_'
         'task1_bccd.py')
@@ -168,7 +169,7 @@ def test_bccd_pretraining_runs_a_few_iterations(tmp_path):
              'train_cfg.val_interval=2',
              'default_hooks.checkpoint.interval=2',
              'train_dataloader.batch_size=2',
-             'train_dataloader.batch_sampler.forget_per_batch=1',
+             'forgetting.controller.probe_images=2',
              'train_dataloader.num_workers=0',
              'train_dataloader.persistent_workers=False',
              'val_dataloader.num_workers=0',

@@ -81,8 +81,10 @@ def check_task_outputs(work_dir: str, task: int = 1) -> dict:
 
 
 # -- fast: every COCO config parses, resolves its task or builds its model --
-COCO_CONFIGS = sorted(f for f in os.listdir(osp.join(CONFIGS, 'coco'))
-                      if f.endswith('.py'))
+COCO_CONFIGS = sorted(
+    [f for f in os.listdir(osp.join(CONFIGS, 'coco')) if f.endswith('.py')] +
+    [f'default/{f}' for f in os.listdir(osp.join(CONFIGS, 'coco', 'default'))
+     if f.endswith('.py')])
 
 
 @pytest.fixture

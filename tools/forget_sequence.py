@@ -33,6 +33,7 @@ Several processes per task (docs/distributed.md)::
         --work-dir W --launcher slurm [--srun-args "--ntasks=16 ..."]
 """
 import argparse
+import os.path as osp
 import sys
 
 from gslora_det.sequence import (Launch, SequenceError, format_table,
@@ -49,6 +50,18 @@ def main():
     parser.add_argument('--overwrite', action='store_true',
                         help='start anew in a run dir of another sequence or '
                         'base checkpoint')
+    parser.add_argument('--attack-config', default=None,
+                        help='after the sequence, run the recovery attacks '
+                        '(tools/attack.py, docs/attacks.md) on every task\'s '
+                        'merged.pth with this detector config (the '
+                        'detector\'s own config, not a task config); each '
+                        'writes <work-dir>/task_<k>/attacks/')
+    parser.add_argument('--attack-steps', type=int, default=100)
+    parser.add_argument('--attack-k', type=int, nargs='+', default=[1, 5, 10])
+    parser.add_argument('--continue-on-unmet', action='store_true',
+                        help='go on to the next task when a task reached '
+                        'its step limit without meeting the forgetting '
+                        'target (default: stop there and say so)')
     dist = parser.add_argument_group(
         'distributed', 'how each task is started (as tools/dist_train.sh '
         'and tools/slurm_train.sh do)')
@@ -69,10 +82,30 @@ def main():
     try:
         reports = run_sequence(args.task_configs, args.base_checkpoint,
                                args.work_dir, args.cfg_options,
-                               args.overwrite, launch=launch)
+                               args.overwrite, launch=launch,
+                               continue_on_unmet=args.continue_on_unmet)
     except SequenceError as err:
         sys.exit(f'error: {err}')
     print(format_table(reports))
+    if args.attack_config:
+        from gslora_det.attacks import run_attacks
+        from gslora_det.config_checks import ConfigError
+        from gslora_det.sequence import MERGED, task_dir
+        previous = args.base_checkpoint
+        for k, rep in enumerate(reports, start=1):
+            folder = task_dir(args.work_dir, k)
+            print(f'[sequence] recovery attacks on task {k}/{len(reports)}',
+                  flush=True)
+            try:
+                run_attacks(args.attack_config, osp.join(folder, MERGED),
+                            rep['forget_classes'], osp.join(folder, 'attacks'),
+                            previously_forgotten=rep.get(
+                                'previously_forgotten') or [],
+                            ks=args.attack_k, steps=args.attack_steps,
+                            base=previous)
+            except ConfigError as err:
+                sys.exit(f'error: {err}')
+            previous = osp.join(folder, MERGED)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,9 @@
 # Built-in sequence, task 2 of 3: forget green squares and cyan rings.
-_base_ = ['../_base_/gslora_forgetting_shapes.py']
-forget_task = dict(
-    index=2,
-    forget_classes=['green_square', 'cyan_ring'],
-    previously_forgotten=['blue_triangle', 'orange_star'])
+_base_ = ['./deformable-detr_r18-tiny_5e_shapes.py',
+          '../_base_/gslora_default.py']
+model = {{_base_.gslora_model}}
+train_cfg = {{_base_.gslora_train_cfg}}
+val_cfg = dict(type='ForgetValLoop')  # the forgetting metrics on every
+test_cfg = dict(type='ForgetTestLoop')  # entry point (mmdet's test.py too)
+forget_task = dict(index=2, forget_classes=['green_square', 'cyan_ring'],
+                   previously_forgotten=['blue_triangle', 'orange_star'])

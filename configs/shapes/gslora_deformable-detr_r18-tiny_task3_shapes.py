@@ -1,6 +1,11 @@
 # Built-in sequence, task 3 of 3: forget red circles and white hexagons.
 # Kept to the end: yellow_diamond, magenta_cross.
-_base_ = ['../_base_/gslora_forgetting_shapes.py']
+_base_ = ['./deformable-detr_r18-tiny_5e_shapes.py',
+          '../_base_/gslora_default.py']
+model = {{_base_.gslora_model}}
+train_cfg = {{_base_.gslora_train_cfg}}
+val_cfg = dict(type='ForgetValLoop')  # the forgetting metrics on every
+test_cfg = dict(type='ForgetTestLoop')  # entry point (mmdet's test.py too)
 forget_task = dict(
     index=3,
     forget_classes=['red_circle', 'white_hexagon'],

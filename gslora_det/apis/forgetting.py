@@ -63,7 +63,8 @@ def task_config(config: Union[str, Config], checkpoint: str,
     from gslora_det.config_checks import ConfigError, prepare_config
     cfg = (Config.fromfile(config) if isinstance(config, str)
            else copy.deepcopy(config))
-    hooks = [h.get('type') for h in cfg.get('custom_hooks') or []]
+    hooks = [h.get('type') for h in (cfg.get('custom_hooks') or []) + (
+        (cfg.get('forgetting') or {}).get('hooks') or [])]
     if 'ForgetTaskHook' not in hooks:
         raise ConfigError(f'{cfg.filename or "the config"} is not a '
                           'forgetting task config (no ForgetTaskHook in '

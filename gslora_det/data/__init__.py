@@ -5,3 +5,4 @@ from gslora_det.data.retain_forget_sampler import \
 from gslora_det.data.shapes import (SHAPES_CLASS_NAMES,  # noqa: F401
                                     generate_shapes_dataset,
                                     shapes_dataset_ready)
+from gslora_det.data.forget_retain_split import ForgetRetainSplit  # noqa

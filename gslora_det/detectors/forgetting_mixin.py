@@ -34,6 +34,7 @@ from gslora_det.detectors.settings import (DEFAULT_FORGET_CFG,
                                           DEFAULT_PROTOTYPE_CFG,
                                           check_constants, merged_cfg,
                                           short_group_name)
+from gslora_det.forget_terms import forget_losses
 from gslora_det.group_lasso import group_lasso_terms
 from gslora_det.inject import (freeze_all_but_lora, freeze_matching,
                                inject_lora, lora_groups)
@@ -59,6 +60,10 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
         method_cfg (dict, optional): Overrides of the method's preset.
         *args, **kwargs: the host detector's arguments.
     """
+
+    #: λ of the forgetting controller (gslora_det/controller.py): scales
+    #: the erasing terms of gslora_det/forget_terms.py; 1 without one.
+    forget_multiplier: float = 1.0
 
     #: Per-class defaults (a host may add keys, e.g. GSLoRADINO).
     default_lora_cfg: dict = DEFAULT_LORA_CFG
@@ -270,8 +275,8 @@ class GSLoRAForgettingMixin(BaselineTermsMixin):
                 losses[f'{tag}r.loss_bbox'] = w * box
                 losses[f'{tag}r.loss_iou'] = w * iou
             if forget:
-                losses.update(self._forget_losses(
-                    all_cls[layer], all_box[layer], forget,
+                losses.update(forget_losses(
+                    self, all_cls[layer], all_box[layer], forget,
                     batch_data_samples, tag))
         losses.update(self._extra_losses(head_inputs, retain, forget,
                                          batch_data_samples))

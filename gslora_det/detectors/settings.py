@@ -28,6 +28,16 @@ DEFAULT_FORGET_CFG = dict(
     # overlaps it with at least this IoU (0.5: what makes a detection count
     # for mAP and for residual detection).
     background_iou=0.5,
+    # Term `outrank` (gslora_det/forget_terms.py): its weight, and the
+    # margin (logits) below the image's k-th largest logit that the
+    # forgotten classes' logits of the covering queries are pushed to.
+    outrank_weight=1.0,
+    outrank_margin=1.0,
+    # The forget images' terms, by name (gslora_det/forget_terms.py), e.g.
+    # ('kept', 'background'): erase, keeping retained objects. None: the
+    # terms `method_cfg.forget_loss` has always meant (the reference's
+    # bounded loss; `background` added when background_weight > 0).
+    terms=None,
 )
 #: Group-sparse (group-lasso) settings. ``mode='proximal'`` needs
 #: ``optim_wrapper.type='ProximalGroupLassoOptimWrapper'``
@@ -99,12 +109,15 @@ def check_constants(lora_cfg: dict, forget_cfg: dict,
                forget_cfg['background_weight']),
               ('forget_cfg.bound', forget_cfg['bound']),
               ('forget_cfg.background_iou', forget_cfg['background_iou']),
+              ('forget_cfg.outrank_weight', forget_cfg['outrank_weight']),
               ('group_lasso_cfg.alpha', group_lasso_cfg['alpha']),
               ('group_lasso_cfg.warmup_iters',
                group_lasso_cfg['warmup_iters'])]
     for name, value in checks:
         if value < 0:
             raise ValueError(f'{name} must be >= 0, got {value}')
+    from gslora_det.forget_terms import check_terms
+    check_terms(forget_cfg['terms'])
     if lora_cfg['rank'] <= 0:
         raise ValueError('lora_cfg.rank must be a positive integer, got '
                          f'{lora_cfg["rank"]}')

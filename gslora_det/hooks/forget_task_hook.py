@@ -47,6 +47,8 @@ from gslora_det.report.plots import plot_per_class_ap
 from gslora_det.report.task_report import build_report
 
 _TIME_KEY = 'gslora_train_time_s'
+#: Where ForgetControllerHook keeps its state (gslora_det/controller.py).
+CONTROLLER_KEY = 'forget_controller'
 #: The task's input checkpoint (path, abs_path, sha256, started_at).
 _INPUT_KEY = 'gslora_task_input'
 
@@ -161,11 +163,16 @@ class ForgetTaskHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._last_metrics = metrics
+        self._last_metrics_iter = runner.iter
 
     @torch.no_grad()
     def after_train(self, runner) -> None:
+        # (The controller hook, of higher priority, has finished its state.)
         train_time = runner.message_hub.get_info(_TIME_KEY, 0.0)
-        if self._last_metrics is None:  # resumed after the last val
+        # Resumed after the last val, or stopped early (the controller):
+        # evaluate the weights training ends with.
+        if self._last_metrics is None or \
+                getattr(self, '_last_metrics_iter', None) != runner.iter:
             self._last_metrics = runner.val_loop.run()
         after = strip_prefix(self._last_metrics or {})
         model = self._model(runner)
@@ -219,6 +226,9 @@ class ForgetTaskHook(Hook):
                              None))
         report['method'] = getattr(model, 'method', 'gslora')
         report['train_iters'] = runner.iter
+        controller = runner.message_hub.get_info(CONTROLLER_KEY)
+        if controller:
+            report['controller'] = _controller_section(runner, controller)
         report.update(self._source, input_checkpoint_sha256=self._before.get(
             'input_checkpoint_sha256'))
         self._write_manifest(runner, model, task, sets, after)
@@ -227,6 +237,13 @@ class ForgetTaskHook(Hook):
                 plot_per_class_ap(report, osp.join(work_dir, self.plot_name))
             except Exception as err:  # a plot never costs the task
                 runner.logger.warning(f'per-class AP plot failed: {err!r}')
+        if controller:
+            try:
+                from gslora_det.report.controller_plot import plot_controller
+                plot_controller(report['controller'],
+                                osp.join(work_dir, 'controller.png'))
+            except Exception as err:
+                runner.logger.warning(f'controller plot failed: {err!r}')
         try:  # a picture never costs the task either
             from gslora_det.report.before_after import draw_task_before_after
             draw_task_before_after(runner, osp.join(work_dir,
@@ -280,3 +297,15 @@ class ForgetTaskHook(Hook):
             metrics_after=after)
         write_manifest(manifest, osp.join(runner.work_dir,
                                           self.manifest_name))
+
+
+def _controller_section(runner, state: Dict) -> Dict:
+    """The report's ``controller``: status, steps, the one-line summary,
+    the settings and the trajectory (mAP and fractions in 0-1)."""
+    from gslora_det import controller as ctl
+    overrides = (runner.cfg.get('forgetting') or {}).get('controller') or {}
+    cfg = ctl.controller_cfg(overrides)
+    return dict(status=state.get('status'), steps=state.get('steps'),
+                summary=ctl.describe(cfg, state),
+                multiplier=state.get('multiplier'), settings=cfg,
+                trajectory=state.get('history', []))

@@ -1,0 +1,166 @@
+"""The forgetting controller: how hard to push, and when a task is done.
+
+A forgetting request is a constraint, "the forgotten classes are gone",
+not a number of steps. The controller treats it as one: a multiplier λ on
+the erasing terms (:mod:`gslora_det.forget_terms`) follows dual ascent on
+the constraint in log space, and the task stops once the constraint holds.
+
+Every ``check_interval`` steps the model is probed on the task's *training*
+forget images (never the validation images: they are the test set), giving
+the *forget score* (:mod:`gslora_det.evaluation.forget_probe`):
+
+* ``map``: the forgotten classes' COCO mAP on those images;
+* ``own``: the fraction of forgotten objects still detected as their own
+  class (a box of IoU >= 0.5 scoring >= ``score_thr``);
+* ``any``: the same, as any class (relabelling counts as not erased).
+
+The constraint holds when ``map <= target_map``, ``own <= target_own`` and
+``any <= target_any``. The retained loss (the mean detection loss on the
+retain images since the last check) is *up* when it exceeds its value at
+the first check by more than ``retain_tolerance``. Then at each check:
+
+* unmet, retained not up: λ ← min(λ·``raise_factor``, ``max_multiplier``);
+* unmet, retained up: λ is held (the retained classes are paying already);
+* met, retained up: λ ← max(λ·``lower_factor``, ``min_multiplier``), so
+  that the retained classes recover while the forgotten stay gone;
+* met, retained not up: one more good check; after ``patience`` good
+  checks in a row (and ``min_iters``), the task stops.
+
+At the step limit with the constraint unmet, the status is
+``'limit_reached'`` and the sequence stops there, saying so. The state is
+a plain dict: the hook keeps it in mmengine's message hub, which every
+checkpoint saves, so it survives a resume; every rank computes it from
+the same all-gathered numbers.
+"""
+import copy
+from typing import Dict, Optional
+
+#: Controller settings (``forgetting.controller`` in the config).
+DEFAULT_CONTROLLER_CFG = dict(
+    enable=True,
+    check_interval=25,  # steps between probes
+    probe_images=64,  # at most this many training forget images per probe
+    score_thr=0.3,  # the residual-detection threshold of the bar
+    iou_thr=0.5,  # a detection covers an object at this IoU
+    target_map=0.01,  # forgotten mAP on the probe images (0-1)
+    target_own=0.0,  # fraction still detected as their own class
+    target_any=0.005,  # fraction still detected as any class
+    init_multiplier=1.0,
+    raise_factor=2.0,
+    lower_factor=0.5,
+    min_multiplier=0.125,
+    max_multiplier=64.0,
+    retain_tolerance=0.1,  # relative rise of the retained loss tolerated
+    patience=2,  # consecutive met checks before stopping
+    min_iters=0,
+)
+
+
+def controller_cfg(overrides: Optional[dict]) -> dict:
+    """The settings with ``overrides`` applied.
+
+    Raises:
+        ValueError: an unknown key or an out-of-range value, named.
+    """
+    cfg = copy.deepcopy(DEFAULT_CONTROLLER_CFG)
+    unknown = set(overrides or {}) - set(cfg)
+    if unknown:
+        raise ValueError(f'forgetting.controller: unknown key(s) '
+                         f'{sorted(unknown)}; valid keys are {sorted(cfg)}')
+    cfg.update(overrides or {})
+    for key in ('check_interval', 'probe_images', 'patience'):
+        if int(cfg[key]) < 1:
+            raise ValueError(f'forgetting.controller.{key} must be >= 1, '
+                             f'got {cfg[key]}')
+    if not (cfg['raise_factor'] > 1 and 0 < cfg['lower_factor'] < 1):
+        raise ValueError('forgetting.controller: raise_factor must be > 1 '
+                         'and lower_factor in (0, 1)')
+    if not 0 < cfg['min_multiplier'] <= cfg['init_multiplier'] <= \
+            cfg['max_multiplier']:
+        raise ValueError('forgetting.controller: need 0 < min_multiplier '
+                         '<= init_multiplier <= max_multiplier')
+    return cfg
+
+
+def initial_state(cfg: dict) -> Dict:
+    """A fresh controller state."""
+    return dict(multiplier=float(cfg['init_multiplier']), met_streak=0,
+                retain_ref=None, status='running', history=[])
+
+
+def target_met(cfg: dict, score: Dict[str, float]) -> bool:
+    """Whether a probe's forget score meets every target."""
+    return (score['map'] <= cfg['target_map'] and
+            score['own'] <= cfg['target_own'] and
+            score['any'] <= cfg['target_any'])
+
+
+def update(cfg: dict, state: Dict, it: int, score: Dict[str, float],
+           retain_loss: Optional[float]) -> Dict:
+    """One check: the new state (``state`` is not modified).
+
+    Args:
+        cfg (dict): The settings.
+        state (dict): The state before this check.
+        it (int): Training steps done.
+        score (dict): ``map``, ``own``, ``any`` and ``objects`` of the probe.
+        retain_loss (float, optional): The mean retained loss since the
+            last check (None if no retain image was seen).
+
+    Returns:
+        dict: The state after the check; ``status`` is ``'met'`` once the
+        task may stop.
+    """
+    state = copy.deepcopy(state)
+    met = target_met(cfg, score)
+    if state['retain_ref'] is None and retain_loss is not None:
+        state['retain_ref'] = float(retain_loss)
+    ref = state['retain_ref']
+    retain_up = (retain_loss is not None and ref is not None and
+                 retain_loss > ref * (1 + cfg['retain_tolerance']))
+    lam = state['multiplier']
+    if not met:
+        if not retain_up:
+            lam = min(lam * cfg['raise_factor'], cfg['max_multiplier'])
+        state['met_streak'] = 0
+    elif retain_up:
+        lam = max(lam * cfg['lower_factor'], cfg['min_multiplier'])
+        state['met_streak'] = 0
+    else:
+        state['met_streak'] += 1
+    state['history'].append(dict(
+        iter=int(it), multiplier=state['multiplier'], met=met,
+        retain_up=bool(retain_up),
+        retain_loss=None if retain_loss is None else float(retain_loss),
+        **{k: float(v) for k, v in score.items()}))
+    state['multiplier'] = float(lam)
+    if state['met_streak'] >= cfg['patience'] and it >= cfg['min_iters']:
+        state['status'] = 'met'
+    return state
+
+
+def finish(cfg: dict, state: Dict, it: int) -> Dict:
+    """The state at the end of training: ``'met'`` if the last check met
+    the targets, else ``'limit_reached'``; records the steps used."""
+    state = copy.deepcopy(state)
+    last = state['history'][-1] if state['history'] else None
+    if state['status'] != 'met':
+        state['status'] = 'met' if last and last['met'] else 'limit_reached'
+    state['steps'] = int(it)
+    return state
+
+
+def describe(cfg: dict, state: Dict) -> str:
+    """One line for the log and the sequence's stop message."""
+    last = state['history'][-1] if state['history'] else {}
+    got = ', '.join(f'{k} {last[k]:.3f} (target <= {cfg["target_" + k]})'
+                    for k in ('map', 'own', 'any') if k in last)
+    steps = state.get('steps', last.get('iter', 0))
+    if state['status'] == 'met':
+        return (f'forgetting target met after {steps} steps: {got}; '
+                f'multiplier {state["multiplier"]:.3g}')
+    return (f'forgetting target NOT met after {steps} steps (the step '
+            f'limit): {got}; multiplier {state["multiplier"]:.3g}. Raise '
+            'train_cfg.max_iters or forgetting.controller.max_multiplier, '
+            'or check that the forget images hold the classes')
+

@@ -1,0 +1,155 @@
+"""Run the forgetting controller during training (one job: λ and the stop).
+
+Every ``check_interval`` steps: probe the training forget images
+(:func:`gslora_det.evaluation.forget_probe.probe_forget_score`), reduce the
+retained loss seen since the last check over the ranks, update the
+controller (:mod:`gslora_det.controller`), set the model's
+``forget_multiplier``, and stop the loop once the target holds. The state
+lives in the message hub (``forget_controller``), which checkpoints save
+and a resume restores; the task report copies it from there.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.dist import all_reduce
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmdet.registry import HOOKS
+
+from gslora_det import controller as ctl
+
+STATE_KEY = 'forget_controller'
+#: The retained loss: the final decoder layer's terms on retain images.
+RETAIN_KEYS = ('r.loss_cls', 'r.loss_bbox', 'r.loss_iou')
+
+
+def _forget_split(dataset):
+    """The forget split inside the training dataset (a ConcatDataset of
+    the two roles)."""
+    for part in getattr(dataset, 'datasets', [dataset]):
+        if getattr(part, 'role', None) == 'forget':
+            return part
+    raise RuntimeError('the training dataset has no forget split (role='
+                       "'forget'): the controller probes its images")
+
+
+def _test_pipeline(cfg) -> List[dict]:
+    for key in ('val_dataloader', 'test_dataloader'):
+        ds = (cfg.get(key) or {}).get('dataset') or {}
+        while 'pipeline' not in ds and isinstance(ds.get('dataset'), dict):
+            ds = ds['dataset']
+        if ds.get('pipeline'):
+            return list(ds['pipeline'])
+    raise RuntimeError('no val/test pipeline in the config: the controller '
+                       'probes the training forget images with it')
+
+
+@HOOKS.register_module()
+class ForgetControllerHook(Hook):
+    """Decide how hard to push and when the forgetting task is done.
+
+    Args:
+        **controller: Settings of
+            :data:`gslora_det.controller.DEFAULT_CONTROLLER_CFG`; the
+            config's ``forgetting.controller`` overrides these.
+    """
+
+    priority = 'NORMAL'  # before ForgetTaskHook (LOW) writes the report
+
+    def __init__(self, **controller) -> None:
+        self._overrides = controller
+        self.cfg: Dict = {}
+        self.state: Optional[Dict] = None
+        self._sum, self._count = 0.0, 0
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def before_train(self, runner) -> None:
+        overrides = dict(self._overrides)
+        overrides.update((runner.cfg.get('forgetting') or {}).get(
+            'controller') or {})
+        self.cfg = ctl.controller_cfg(overrides)
+        split = _forget_split(runner.train_dataloader.dataset)
+        n = min(len(split), int(self.cfg['probe_images']))
+        # The first n of the drawn split: the same images on every check,
+        # every rank and after a resume.
+        self._infos = [split.get_data_info(i) for i in range(n)]
+        self._labels = list(split.forgotten_labels())
+        self._pipeline = _test_pipeline(runner.cfg)
+        saved = runner.message_hub.get_info(STATE_KEY)
+        self.state = saved if saved else ctl.initial_state(self.cfg)
+        self._apply(runner)
+        if self.cfg['enable']:
+            runner.logger.info(
+                f'forgetting controller: probing {n} training forget '
+                f'images every {self.cfg["check_interval"]} steps; targets '
+                f'mAP <= {self.cfg["target_map"]}, own <= '
+                f'{self.cfg["target_own"]}, any <= {self.cfg["target_any"]} '
+                f'at score {self.cfg["score_thr"]}; multiplier '
+                f'{self.state["multiplier"]:.3g}')
+
+    def _apply(self, runner) -> None:
+        self._model(runner).forget_multiplier = self.state['multiplier'] \
+            if self.cfg['enable'] else 1.0
+
+    def after_train_iter(self, runner, batch_idx: int,
+                         data_batch=None, outputs=None) -> None:
+        if not self.cfg['enable']:
+            return
+        if outputs and all(k in outputs for k in RETAIN_KEYS):
+            self._sum += sum(float(torch.as_tensor(outputs[k]).detach())
+                             for k in RETAIN_KEYS)
+            self._count += 1
+        it = runner.iter + 1  # steps done (runner.iter counts from 0)
+        if it % self.cfg['check_interval']:
+            return
+        self._check(runner, it)
+        if self.state['status'] == 'met':
+            runner.train_loop.stop_training = True
+
+    def _retain_loss(self) -> Optional[float]:
+        """The mean retained loss since the last check, over all ranks."""
+        t = torch.tensor([self._sum, float(self._count)],
+                         dtype=torch.float64)
+        all_reduce(t)  # sum; a no-op without a process group
+        self._sum, self._count = 0.0, 0
+        return float(t[0] / t[1]) if t[1] > 0 else None
+
+    def _check(self, runner, it: int) -> None:
+        score = probe_forget_score_for(runner, self)
+        self.state = ctl.update(self.cfg, self.state, it, score,
+                                self._retain_loss())
+        runner.message_hub.update_info(STATE_KEY, self.state)
+        self._apply(runner)
+        last = self.state['history'][-1]
+        runner.logger.info(
+            f'forgetting controller, step {it}: forget mAP '
+            f'{100 * last["map"]:.1f} %, own {100 * last["own"]:.1f} %, any '
+            f'{100 * last["any"]:.1f} % of {int(last["objects"])} training '
+            f'forget objects; retained loss {last["retain_loss"] or 0:.3f}; '
+            f'target {"met" if last["met"] else "unmet"} -> multiplier '
+            f'{self.state["multiplier"]:.3g}')
+
+    def after_train(self, runner) -> None:
+        if not self.cfg['enable'] or self.state is None:
+            return
+        history = self.state['history']
+        if not history or history[-1]['iter'] != runner.iter:
+            self._check(runner, runner.iter)  # the state the model ends in
+        self.state = ctl.finish(self.cfg, self.state, runner.iter)
+        runner.message_hub.update_info(STATE_KEY, self.state)
+        line = ctl.describe(self.cfg, self.state)
+        (runner.logger.info if self.state['status'] == 'met' else
+         runner.logger.warning)(line)
+
+
+def probe_forget_score_for(runner, hook: ForgetControllerHook) -> Dict:
+    """The probe on the hook's images (a function, so tests can stub it)."""
+    from gslora_det.evaluation.forget_probe import probe_forget_score
+    return probe_forget_score(runner.model, hook._infos, hook._labels,
+                              hook._pipeline, hook.cfg['score_thr'],
+                              hook.cfg['iou_thr'])

@@ -1,0 +1,56 @@
+"""The forgetting controller's trajectory as a picture (``controller.png``).
+
+Top: the forget score on the training forget images per check (mAP and
+the fractions still detected as their own class / any class, in %), with
+the targets dashed. Bottom: the multiplier λ (log scale) and the retained
+loss. A reader sees at once whether the request was met, when, and at what
+cost to the retained classes.
+"""
+from typing import Mapping
+
+from matplotlib.figure import Figure
+
+from gslora_det.report.plots import _save
+
+
+def controller_figure(section: Mapping) -> Figure:
+    """Figure of a report's ``controller`` section."""
+    traj = list(section.get('trajectory') or [])
+    cfg = section.get('settings') or {}
+    fig = Figure(figsize=(6.4, 5.2))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    steps = [p['iter'] for p in traj]
+    for key, label, colour in (('map', 'forgotten mAP', '#d62728'),
+                               ('own', 'still detected as own class',
+                                '#ff7f0e'),
+                               ('any', 'still detected as any class',
+                                '#9467bd')):
+        top.plot(steps, [100 * p[key] for p in traj], marker='o',
+                 color=colour, label=label)
+        if f'target_{key}' in cfg:
+            top.axhline(100 * cfg[f'target_{key}'], color=colour, ls='--',
+                        lw=0.8)
+    top.set_ylabel('training forget images (%)')
+    top.set_ylim(bottom=0)
+    top.legend(fontsize=7, loc='upper right')
+    top.set_title(f'controller: {section.get("status")} after '
+                  f'{section.get("steps")} steps', fontsize=9)
+    bottom.plot(steps, [p['multiplier'] for p in traj], marker='s',
+                color='black', label='multiplier λ (before the check)')
+    bottom.set_yscale('log')
+    bottom.set_ylabel('λ')
+    bottom.set_xlabel('training step')
+    losses = [p.get('retain_loss') for p in traj]
+    if any(v is not None for v in losses):
+        twin = bottom.twinx()
+        twin.plot(steps, [float('nan') if v is None else v for v in losses],
+                  marker='^', color='#1f77b4', label='retained loss')
+        twin.set_ylabel('retained loss', color='#1f77b4')
+    bottom.legend(fontsize=7, loc='upper left')
+    fig.tight_layout()
+    return fig
+
+
+def plot_controller(section: Mapping, path: str) -> str:
+    """Write ``controller.png``; return ``path``."""
+    return _save(controller_figure(section), path)

@@ -1,0 +1,258 @@
+"""The one forgetting default: the dataset wrapper, the run-time setup of a
+detector config, the forget-terms table and the controller's logic."""
+import os.path as osp
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from gslora_det import controller as ctl
+from gslora_det.data import SHAPES_CLASS_NAMES, ForgetRetainCocoDataset
+from gslora_det.data.forget_retain_split import (ForgetRetainSplit,
+                                                 add_task_meta_keys,
+                                                 clear_inner_cache)
+from gslora_det.evaluation.forget_probe import forgotten_gt, forgotten_map
+from gslora_det.forget_terms import FORGET_TERMS, check_terms
+from gslora_det.forgetting_setup import (detector_train_dataset,
+                                         forgetting_dataloader,
+                                         per_role_batch)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FORGET = ['blue_triangle', 'orange_star']
+OLD = ['green_square']
+
+
+def inner_cfg(ws, pipeline=None):
+    return dict(type='CocoDataset',
+                data_root=osp.join(str(ws), 'data', 'shapes'),
+                metainfo=dict(classes=SHAPES_CLASS_NAMES),
+                ann_file='annotations/instances_train.json',
+                data_prefix=dict(img='train/'),
+                filter_cfg=dict(filter_empty_gt=False),
+                pipeline=pipeline or [dict(type='PackDetInputs')])
+
+
+def split(ws, role, **kw):
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        args = dict(dataset=inner_cfg(ws), role=role, forget_classes=FORGET,
+                    previously_forgotten=OLD, sample_ratio=None)
+        args.update(kw)
+        out = ForgetRetainSplit(**args)
+    clear_inner_cache()
+    return out
+
+
+def ids(ds):
+    return [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
+
+
+@pytest.mark.parametrize('role', ['retain', 'forget'])
+@pytest.mark.parametrize('ratio', [None, 0.5])
+def test_wrapper_draws_the_subclass_split(workspace, role, ratio):
+    """The wrapper and ForgetRetainCocoDataset draw the same images and
+    objects from the same file and settings."""
+    ws = split(workspace, role, sample_ratio=ratio, forget_keeps_old=True,
+               forget_keeps_retained=True)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        cfg = inner_cfg(workspace)
+        cfg.pop('type')
+        cfg.pop('filter_cfg')
+        old = ForgetRetainCocoDataset(
+            role=role, forget_classes=FORGET, previously_forgotten=OLD,
+            sample_ratio=ratio, forget_keeps_old=True,
+            forget_keeps_retained=True, **dict(cfg, pipeline=[]))
+    assert ids(ws) == ids(old) and len(ws) > 0
+    for i in range(len(ws)):
+        a, b = ws.get_data_info(i), old.get_data_info(i)
+        assert [x['bbox_label'] for x in a['instances']] == \
+            [x['bbox_label'] for x in b['instances']]
+        assert a['forget_role'] == role
+        assert tuple(a['forget_labels']) == (2, 6, 1)  # original numbering
+
+
+def test_retain_split_holds_no_forgotten_object(workspace):
+    ds = split(workspace, 'retain')
+    labels = {x['bbox_label'] for i in range(len(ds))
+              for x in ds.get_data_info(i)['instances']}
+    assert labels and not labels & {1, 2, 6}
+    assert ds.metainfo['classes'] == SHAPES_CLASS_NAMES
+
+
+def test_wrapper_packs_the_task_tags(workspace):
+    ds = split(workspace, 'forget')
+    sample = ds[0]['data_samples']
+    assert sample.metainfo['forget_role'] == 'forget'
+    assert tuple(sample.metainfo['forget_labels']) == (2, 6, 1)
+
+
+def test_meta_keys_are_added_to_the_detectors_own_pack():
+    pipe = [dict(type='Resize', scale=(8, 8)),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_shape'))]
+    out = add_task_meta_keys(pipe)
+    assert out[1]['meta_keys'] == ('img_id', 'img_shape', 'forget_role',
+                                   'forget_labels')
+    assert pipe[1]['meta_keys'] == ('img_id', 'img_shape')  # not in place
+    default = add_task_meta_keys([dict(type='PackDetInputs')])
+    assert 'scale_factor' in default[0]['meta_keys']  # mmdet's defaults kept
+    with pytest.raises(ValueError, match='PackDetInputs'):
+        add_task_meta_keys([dict(type='Resize', scale=(8, 8))])
+
+
+def test_unknown_class_is_named(workspace):
+    with pytest.raises(ValueError, match="unknown class.*'purple_cow'"):
+        split(workspace, 'forget', forget_classes=['purple_cow'])
+
+
+def test_detector_config_becomes_a_forgetting_dataloader():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'shapes',
+                                   'deformable-detr_r18-tiny_5e_shapes.py'))
+    task = dict(forget=FORGET, old=OLD, classes=list(SHAPES_CLASS_NAMES),
+                replay={})
+    forgetting = dict(replay=dict(sample_ratio=0.2))
+    out = forgetting_dataloader(cfg.train_dataloader, task, forgetting)
+    assert out['batch_size'] == 16  # 8 + 8: half of the detector's 16 each
+    assert out['batch_sampler'] == dict(type='RetainForgetBatchSampler',
+                                        forget_per_batch=8)
+    parts = out['dataset']['datasets']
+    assert [p['role'] for p in parts] == ['retain', 'forget']
+    for p in parts:
+        assert p['type'] == 'ForgetRetainSplit'
+        assert p['dataset']['pipeline'] == cfg.train_dataloader.dataset[
+            'pipeline']  # the detector's own pipeline, untouched
+        assert p['sample_ratio'] == 0.2 and p['forget_classes'] == FORGET
+    assert per_role_batch(dict(batch_size=2), dict(forget_per_batch=3)) == \
+        [1, 3]
+
+
+def test_repeat_wrappers_are_looked_through_and_concat_refused():
+    inner = dict(type='CocoDataset', ann_file='a.json')
+    assert detector_train_dataset(dict(dataset=dict(
+        type='RepeatDataset', times=3, dataset=inner))) == inner
+    from gslora_det.config_checks import ConfigError
+    with pytest.raises(ConfigError, match='ConcatDataset'):
+        detector_train_dataset(dict(dataset=dict(type='ConcatDataset',
+                                                 datasets=[inner])))
+
+
+def test_task_configs_of_the_default_parse_and_carry_no_constant():
+    for name in [f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py'
+                 for k in (1, 2, 3)]:
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'shapes', name))
+        assert cfg.train_cfg.type == 'ForgetTrainLoop'
+        assert cfg.model.type == 'GSLoRADeformableDETR'
+        assert cfg.model.forget_cfg.terms == ('kept', 'background',
+                                             'outrank')
+        text = open(osp.join(REPO, 'configs', 'shapes', name)).read()
+        for constant in ('beta', 'bound', 'background_weight', 'lr=',
+                         'max_iters'):
+            assert constant not in text
+
+
+def test_forget_terms_table_and_checks():
+    assert set(FORGET_TERMS) == {'kept', 'background', 'outrank', 'bounded',
+                                 'ascent',
+                                 'relabel'}
+    check_terms(('kept', 'background'))
+    with pytest.raises(ValueError, match="unknown term.*'erase'"):
+        check_terms(('erase',))
+    with pytest.raises(ValueError, match='use one'):
+        check_terms(('kept', 'relabel'))
+
+
+# -- the controller --------------------------------------------------------
+CFG = ctl.controller_cfg(dict(patience=2, min_iters=0))
+UNMET = dict(map=0.3, own=0.2, any=0.4, objects=10.0)
+MET = dict(map=0.0, own=0.0, any=0.0, objects=10.0)
+
+
+def test_multiplier_rises_while_unmet_and_is_capped():
+    state = ctl.initial_state(CFG)
+    for k in range(10):
+        state = ctl.update(CFG, state, 25 * (k + 1), UNMET, 1.0)
+    assert state['multiplier'] == CFG['max_multiplier']  # 2^10 > 64
+    assert state['history'][0]['multiplier'] == 1.0
+    assert state['history'][1]['multiplier'] == 2.0
+    assert state['status'] == 'running'
+
+
+def test_stops_after_patience_good_checks_and_lowers_on_retain_rise():
+    state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
+    assert state['multiplier'] == 2.0 and state['retain_ref'] == 1.0
+    state = ctl.update(CFG, state, 50, MET, 1.05)  # within 10 %: good
+    assert state['multiplier'] == 2.0 and state['met_streak'] == 1
+    state = ctl.update(CFG, state, 75, MET, 1.5)  # retained loss up 50 %
+    assert state['multiplier'] == 1.0 and state['met_streak'] == 0
+    assert state['status'] == 'running'  # the retained classes recover
+    state = ctl.update(CFG, state, 100, MET, 1.02)
+    state = ctl.update(CFG, state, 125, MET, 1.01)
+    assert state['status'] == 'met' and state['multiplier'] == 1.0
+
+
+def test_unmet_with_retained_up_holds_the_multiplier():
+    state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
+    held = ctl.update(CFG, state, 50, UNMET, 1.3)
+    assert held['multiplier'] == state['multiplier'] == 2.0
+    assert held['history'][-1]['retain_up'] is True
+
+
+def test_unmet_check_resets_the_streak_and_finish_reports_the_limit():
+    state = ctl.update(CFG, ctl.initial_state(CFG), 25, MET, 1.0)
+    state = ctl.update(CFG, state, 50, UNMET, 1.0)
+    assert state['met_streak'] == 0 and state['status'] == 'running'
+    done = ctl.finish(CFG, state, 60)
+    assert done['status'] == 'limit_reached' and done['steps'] == 60
+    assert 'NOT met after 60 steps' in ctl.describe(CFG, done)
+    assert ctl.finish(CFG, ctl.update(CFG, state, 60, MET, 1.0),
+                      60)['status'] == 'met'
+
+
+def test_min_iters_delays_the_stop():
+    cfg = ctl.controller_cfg(dict(patience=1, min_iters=100))
+    state = ctl.update(cfg, ctl.initial_state(cfg), 50, MET, 1.0)
+    assert state['status'] == 'running'
+    assert ctl.update(cfg, state, 100, MET, 1.0)['status'] == 'met'
+
+
+def test_controller_settings_are_checked():
+    with pytest.raises(ValueError, match='unknown key'):
+        ctl.controller_cfg(dict(target=0.1))
+    with pytest.raises(ValueError, match='raise_factor'):
+        ctl.controller_cfg(dict(raise_factor=0.5))
+
+
+def test_probe_map_and_residual_on_a_hand_case():
+    infos = [dict(instances=[
+        dict(bbox=[0, 0, 10, 10], bbox_label=2, ignore_flag=0),
+        dict(bbox=[20, 20, 30, 30], bbox_label=0, ignore_flag=0)])]
+    gt = forgotten_gt(infos, [2])
+    assert gt[0][0].tolist() == [[0, 0, 10, 10]] and gt[0][1].tolist() == [2]
+    exact = {0: (np.array([[0., 0, 10, 10]]), np.array([0.9]),
+                 np.array([2]))}
+    assert forgotten_map(gt, exact, [2]) == pytest.approx(1.0)
+    relabelled = {0: (np.array([[0., 0, 10, 10]]), np.array([0.9]),
+                      np.array([3]))}
+    assert forgotten_map(gt, relabelled, [2]) == 0.0
+    assert forgotten_map(gt, {}, [2]) == 0.0
+
+
+def test_bar_against_hand_values():
+    from gslora_det.benchmark.bar import check_bar
+    rep = dict(mAP_forget_after=0.01, mAP_old_after=None,
+               mAP_retain_before=0.80, mAP_retain_after=0.78,
+               residual_after={'residual_num_gt': 200,
+                               'residual_own@0.3': 0.005,
+                               'residual_any@0.3': 0.02})
+    assert check_bar(rep)['met']
+    rep['mAP_retain_after'] = 0.76  # drop 0.04 > 0.03
+    rep['residual_after']['residual_any@0.3'] = 0.03
+    out = check_bar(rep)
+    assert not out['met'] and len(out['failed']) == 2
+    assert out['retain_drop'] == pytest.approx(0.04)
+    # 30 forgotten objects: one of them (3.3 %) may still be boxed.
+    few = dict(rep, mAP_retain_after=0.80, residual_after={
+        'residual_num_gt': 30, 'residual_own@0.3': 1 / 30,
+        'residual_any@0.3': 1 / 30})
+    assert check_bar(few)['met']
+    few['residual_after']['residual_any@0.3'] = 2 / 30
+    assert check_bar(few)['failed'] == ['any 0.0667 > 0.0333']
