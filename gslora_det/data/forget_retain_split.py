@@ -20,8 +20,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmdet.registry import DATASETS
 
-from gslora_det.data.forget_split import (K_SHOT_MODES, ROLES, ROUNDINGS,
-                                          restrict_instances, sample_images)
+from gslora_det.data.forget_split import RoleSplitMixin, check_split_args
 
 #: Meta keys the forgetting loss reads from every training sample.
 TASK_META_KEYS = ('forget_role', 'forget_labels')
@@ -75,7 +74,7 @@ def _build_inner(dataset: Union[dict, BaseDataset]) -> BaseDataset:
 
 
 @DATASETS.register_module()
-class ForgetRetainSplit:
+class ForgetRetainSplit(RoleSplitMixin):
     """The retain or forget images of a built detection dataset.
 
     Args:
@@ -111,18 +110,8 @@ class ForgetRetainSplit:
                  sample_rounding: str = 'round',
                  forget_keeps_old: bool = True,
                  forget_keeps_retained: bool = True) -> None:
-        if role not in ROLES:
-            raise ValueError(f'role must be one of {ROLES}, got {role!r}')
-        if sample_ratio is not None and not 0 < sample_ratio <= 1:
-            raise ValueError(f'sample_ratio must be in (0, 1], got '
-                             f'{sample_ratio}')
-        if k_shot is not None and k_shot <= 0:
-            raise ValueError(f'k_shot must be a positive integer, got '
-                             f'{k_shot}')
-        if k_shot_mode not in K_SHOT_MODES or sample_rounding not in \
-                ROUNDINGS:
-            raise ValueError(f'k_shot_mode must be one of {K_SHOT_MODES} '
-                             f'and sample_rounding one of {ROUNDINGS}')
+        check_split_args(role, sample_ratio, k_shot, k_shot_mode,
+                         sample_rounding)
         self.dataset = _build_inner(dataset)
         self.max_refetch = int(getattr(self.dataset, 'max_refetch', 1000))
         self.role = role
@@ -137,65 +126,23 @@ class ForgetRetainSplit:
         if unknown:
             raise ValueError(f'unknown class(es) {unknown}: the training '
                              f'dataset\'s classes are {classes}')
-        self._classes = classes
         self.data_list = self._select(sample_ratio, k_shot, k_shot_mode,
                                       sample_seed, sample_rounding)
-
-    # -- the roles, as gslora_det/data/forget_split.py defines them ------
-    def _labels(self, names: Sequence[str]) -> List[int]:
-        return [self._classes.index(n) for n in names]
-
-    def forgotten_labels(self) -> List[int]:
-        """Labels the forget loss treats as forgotten."""
-        return self._labels(self.forget_classes + (
-            self.previously_forgotten if self.forget_keeps_old else ()))
-
-    def role_labels(self) -> List[int]:
-        """Labels whose objects qualify an image for this role."""
-        if self.role == 'forget':
-            return self.forgotten_labels()
-        gone = set(self.forget_classes + self.previously_forgotten)
-        return [i for i, n in enumerate(self._classes) if n not in gone]
-
-    def kept_labels(self) -> List[int]:
-        """Labels whose objects stay in this role's annotations."""
-        if self.role == 'forget' and self.forget_keeps_retained:
-            dropped = set() if self.forget_keeps_old else set(
-                self.previously_forgotten)
-            return [i for i, n in enumerate(self._classes)
-                    if n not in dropped]
-        return self.role_labels()
 
     def _select(self, ratio, k_shot, k_shot_mode, seed,
                 rounding) -> List[dict]:
         inner = [self.dataset.get_data_info(i)
                  for i in range(len(self.dataset))]
-        missing = [i for i, info in enumerate(inner)
-                   if 'instances' not in info]
-        if missing:
+        if any('instances' not in info for info in inner):
             raise ValueError(
                 f'{type(self.dataset).__name__} gives no `instances` in its '
                 'data infos: the split needs an mmdet detection dataset '
                 '(BaseDetDataset: CocoDataset, VOCDataset, ...)')
-        labels = self.role_labels()
-        qualifying = {id(info) for info in inner
-                      if any(ins['bbox_label'] in labels and
-                             not ins.get('ignore_flag', 0)
-                             for ins in info['instances'])}
-        restricted = [info for info in restrict_instances(
-            [info for info in inner if id(info) in qualifying],
-            self.kept_labels())]
-        if not restricted:
-            names = [self._classes[i] for i in labels]
-            raise ValueError(f'the {self.role} subset is empty: no training '
-                             f'image holds any of the classes {names}')
-        sampled = sample_images(restricted, ratio, k_shot, labels, seed,
-                                k_shot_mode=k_shot_mode, rounding=rounding)
-        forgotten = tuple(self.forgotten_labels())
-        for info in sampled:
-            info['forget_role'] = self.role
-            info['forget_labels'] = forgotten
-        return sampled
+        # Every sample is tagged, so the loss never has to guess which of
+        # a forget image's objects are forgotten.
+        return self.draw_role(inner, ratio, k_shot, k_shot_mode, seed,
+                              rounding, source='the training dataset',
+                              tag_all=True)
 
     # -- the dataset protocol mmengine's loaders and samplers use --------
     def __len__(self) -> int:

@@ -116,8 +116,102 @@ def sample_images(data_list: List[dict], ratio: Optional[float],
     return [data_list[i] for i in sorted(picked.tolist())]
 
 
+def check_split_args(role: str, sample_ratio: Optional[float],
+                     k_shot: Optional[int], k_shot_mode: str,
+                     sample_rounding: str) -> None:
+    """Refuse a split setting out of range, naming it and its values.
+
+    Raises:
+        ValueError: the first bad setting.
+    """
+    if role not in ROLES:
+        raise ValueError(f'role must be one of {ROLES}, got {role!r}')
+    if sample_ratio is not None and not 0 < sample_ratio <= 1:
+        raise ValueError(f'sample_ratio must be in (0, 1], got '
+                         f'{sample_ratio}')
+    if k_shot is not None and k_shot <= 0:
+        raise ValueError(f'k_shot must be a positive integer, got '
+                         f'{k_shot}')
+    if k_shot_mode not in K_SHOT_MODES:
+        raise ValueError(f'k_shot_mode must be one of {K_SHOT_MODES}, '
+                         f'got {k_shot_mode!r}')
+    if sample_rounding not in ROUNDINGS:
+        raise ValueError(f'sample_rounding must be one of {ROUNDINGS}, '
+                         f'got {sample_rounding!r}')
+
+
+class RoleSplitMixin:
+    """Which labels a role keeps, and the draw of its images: shared by
+    :class:`ForgetRetainCocoDataset` and the dataset wrapper
+    :class:`~gslora_det.data.forget_retain_split.ForgetRetainSplit`.
+
+    The host sets ``metainfo['classes']`` (the detector's full list),
+    ``role``, ``forget_classes``, ``previously_forgotten``,
+    ``forget_keeps_old`` and ``forget_keeps_retained``.
+    """
+
+    def role_labels(self) -> List[int]:
+        """Label indices whose objects qualify an image for this role."""
+        classes = list(self.metainfo['classes'])
+        for name in self.forget_classes + self.previously_forgotten:
+            if name not in classes:
+                raise ValueError(f'unknown class {name!r}; valid names are '
+                                 f'{classes}')
+        if self.role == 'forget':
+            return self.forgotten_labels()
+        gone = set(self.forget_classes + self.previously_forgotten)
+        return [i for i, n in enumerate(classes) if n not in gone]
+
+    def forgotten_labels(self) -> List[int]:
+        """Labels the forget loss treats as forgotten."""
+        classes = list(self.metainfo['classes'])
+        names = self.forget_classes + (self.previously_forgotten
+                                       if self.forget_keeps_old else ())
+        return [classes.index(n) for n in names]
+
+    def kept_labels(self) -> List[int]:
+        """Labels whose objects stay in this role's annotations."""
+        if self.role == 'forget' and self.forget_keeps_retained:
+            classes = list(self.metainfo['classes'])
+            dropped = set() if self.forget_keeps_old else set(
+                self.previously_forgotten)
+            return [i for i, n in enumerate(classes) if n not in dropped]
+        return self.role_labels()
+
+    def draw_role(self, data_list: List[dict], ratio: Optional[float],
+                  k_shot: Optional[int], k_shot_mode: str, seed: int,
+                  rounding: str, source: str, tag_all: bool) -> List[dict]:
+        """This role's images of ``data_list``, their annotations kept to
+        :meth:`kept_labels`, sampled and tagged: ``forget_role``, and
+        ``forget_labels`` when ``tag_all``.
+
+        Raises:
+            ValueError: no image of ``source`` holds the role's classes.
+        """
+        role = self.role_labels()
+        labels = set(role)
+        # Images qualify by the role's classes; annotations may keep more.
+        qualifying = [info for info in data_list if any(
+            ins['bbox_label'] in labels and not ins.get('ignore_flag', 0)
+            for ins in info['instances'])]
+        restricted = restrict_instances(qualifying, self.kept_labels())
+        if not restricted:
+            raise ValueError(
+                f'the {self.role} subset is empty: no image of {source} '
+                'holds any of the classes '
+                f'{[self.metainfo["classes"][i] for i in role]}')
+        sampled = sample_images(restricted, ratio, k_shot, role, seed,
+                                k_shot_mode=k_shot_mode, rounding=rounding)
+        forgotten = tuple(self.forgotten_labels())
+        for info in sampled:
+            info['forget_role'] = self.role
+            if tag_all:
+                info['forget_labels'] = forgotten
+        return sampled
+
+
 @DATASETS.register_module()
-class ForgetRetainCocoDataset(CocoDataset):
+class ForgetRetainCocoDataset(RoleSplitMixin, CocoDataset):
     """One role's subset (retain or forget) of a COCO-format dataset.
 
     Args:
@@ -166,20 +260,8 @@ class ForgetRetainCocoDataset(CocoDataset):
                  forget_keeps_old: bool = False,
                  forget_keeps_retained: bool = False,
                  **kwargs) -> None:
-        if role not in ROLES:
-            raise ValueError(f'role must be one of {ROLES}, got {role!r}')
-        if sample_ratio is not None and not 0 < sample_ratio <= 1:
-            raise ValueError(f'sample_ratio must be in (0, 1], got '
-                             f'{sample_ratio}')
-        if k_shot is not None and k_shot <= 0:
-            raise ValueError(f'k_shot must be a positive integer, got '
-                             f'{k_shot}')
-        if k_shot_mode not in K_SHOT_MODES:
-            raise ValueError(f'k_shot_mode must be one of {K_SHOT_MODES}, '
-                             f'got {k_shot_mode!r}')
-        if sample_rounding not in ROUNDINGS:
-            raise ValueError(f'sample_rounding must be one of {ROUNDINGS}, '
-                             f'got {sample_rounding!r}')
+        check_split_args(role, sample_ratio, k_shot, k_shot_mode,
+                         sample_rounding)
         self.role = role
         self.forget_classes = tuple(forget_classes)
         self.previously_forgotten = tuple(previously_forgotten)
@@ -206,57 +288,12 @@ class ForgetRetainCocoDataset(CocoDataset):
                     f'meta_keys of {type(transform).__name__} in the '
                     'training pipeline')
 
-    def role_labels(self) -> List[int]:
-        """Label indices this role keeps."""
-        classes = list(self.metainfo['classes'])
-        for name in self.forget_classes + self.previously_forgotten:
-            if name not in classes:
-                raise ValueError(f'unknown class {name!r}; valid names are '
-                                 f'{classes}')
-        if self.role == 'forget':
-            return self.forgotten_labels()
-        gone = set(self.forget_classes + self.previously_forgotten)
-        return [i for i, n in enumerate(classes) if n not in gone]
-
-    def forgotten_labels(self) -> List[int]:
-        """Labels the forget loss treats as forgotten."""
-        classes = list(self.metainfo['classes'])
-        names = self.forget_classes + (self.previously_forgotten
-                                       if self.forget_keeps_old else ())
-        return [classes.index(n) for n in names]
-
-    def kept_labels(self) -> List[int]:
-        """Labels whose objects stay in this role's annotations."""
-        if self.role == 'forget' and self.forget_keeps_retained:
-            classes = list(self.metainfo['classes'])
-            dropped = set() if self.forget_keeps_old else set(
-                self.previously_forgotten)
-            return [i for i, n in enumerate(classes) if n not in dropped]
-        return self.role_labels()
-
     def load_data_list(self) -> List[dict]:
-        data_list = super().load_data_list()
-        labels = self.role_labels()
-        # Images qualify by the role's classes; annotations may keep more.
-        qualifying = {info['img_id'] for info in
-                      restrict_instances(data_list, labels)}
-        restricted = [info for info in restrict_instances(
-            data_list, self.kept_labels()) if info['img_id'] in qualifying]
-        if not restricted:
-            raise ValueError(
-                f'the {self.role} subset is empty: no image of '
-                f'{self.ann_file} holds any of the classes '
-                f'{[self.metainfo["classes"][i] for i in labels]}')
-        sampled = sample_images(restricted, self.sample_ratio, self.k_shot,
-                                labels, self.sample_seed,
-                                k_shot_mode=self.k_shot_mode,
-                                rounding=self.sample_rounding)
-        forgotten = tuple(self.forgotten_labels())
-        for info in sampled:
-            info['forget_role'] = self.role
-            if self.forget_keeps_retained:
-                info['forget_labels'] = forgotten
-        return sampled
+        return self.draw_role(super().load_data_list(), self.sample_ratio,
+                              self.k_shot, self.k_shot_mode,
+                              self.sample_seed, self.sample_rounding,
+                              source=self.ann_file,
+                              tag_all=self.forget_keeps_retained)
 
     def filter_data(self) -> List[dict]:
         # load_data_list already kept only images with objects of the
