@@ -20,6 +20,8 @@ from mmdet.registry import HOOKS
 from gslora_det import controller as ctl
 
 STATE_KEY = 'forget_controller'
+#: The settings in force (the hook's arguments with the config's on top).
+SETTINGS_KEY = 'forget_controller_settings'
 #: The retained loss: the final decoder layer's terms on retain images.
 RETAIN_KEYS = ('r.loss_cls', 'r.loss_bbox', 'r.loss_iou')
 
@@ -73,6 +75,7 @@ class ForgetControllerHook(Hook):
         overrides.update((runner.cfg.get('forgetting') or {}).get(
             'controller') or {})
         self.cfg = ctl.controller_cfg(overrides)
+        runner.message_hub.update_info(SETTINGS_KEY, self.cfg)
         split = _forget_split(runner.train_dataloader.dataset)
         n = min(len(split), int(self.cfg['probe_images']))
         # The first n of the drawn split: the same images on every check,

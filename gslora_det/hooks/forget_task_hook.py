@@ -301,10 +301,11 @@ class ForgetTaskHook(Hook):
 
 def _controller_section(runner, state: Dict) -> Dict:
     """The report's ``controller``: status, steps, the one-line summary,
-    the settings and the trajectory (mAP and fractions in 0-1)."""
+    the settings in force and the trajectory (mAP and fractions in 0-1)."""
     from gslora_det import controller as ctl
-    overrides = (runner.cfg.get('forgetting') or {}).get('controller') or {}
-    cfg = ctl.controller_cfg(overrides)
+    from gslora_det.hooks.forget_controller_hook import SETTINGS_KEY
+    cfg = runner.message_hub.get_info(SETTINGS_KEY) or ctl.controller_cfg(
+        None)
     return dict(status=state.get('status'), steps=state.get('steps'),
                 summary=ctl.describe(cfg, state),
                 multiplier=state.get('multiplier'), settings=cfg,
