@@ -2,17 +2,25 @@
 
 Every method forgets the same tasks from the same base checkpoint with the
 same data, batches and schedule (``tools/forget_sequence.py`` with
-``model.method=<method>``); a retrain-from-scratch oracle trains on the
-retained data of each task. Then the methods' training iterations and
-their merged models' inference are timed side by side in this process
-(:mod:`gslora_det.benchmark.costs`), and one table is written.
+``model.method=<method>``): by default the task configs' own, i.e. the one
+forgetting default's controller, which stops each task once its target
+holds (``--iters N`` caps every task at N steps instead). Each seed
+(``randomness.seed``; LoRA init, data order) is a separate run of every
+method in ``<work-dir>/seed_<s>/<method>``; a retrain-from-scratch oracle
+trains once on the retained data of each task. Then the methods' training
+iterations and their merged models' inference (first seed) are timed side
+by side in this process (:mod:`gslora_det.benchmark.costs`), and one table
+is written: per method the first seed's numbers, the mean ± std (min–max)
+of its mean H-Mean over the seeds, the LoRA groups left on and the
+non-zero parameters of each task's adapter.
 
 Usage::
 
     python benchmarks/compare_methods.py \\
         [--base-checkpoint work_dirs/demo/base.pth] \\
-        [--work-dir work_dirs/benchmark] [--tasks 2] [--iters 150] \\
-        [--methods gslora lora ...] [--oracle-epochs 2] [--no-oracle]
+        [--work-dir work_dirs/benchmark] [--tasks 2] [--iters N] \\
+        [--seeds 0 1 2] [--methods gslora lora ...] [--oracle-epochs 2] \\
+        [--no-oracle]
 
 Writes ``<work-dir>/methods.{md,json,png}``. Finished runs are reused, so
 an interrupted benchmark continues where it stopped.
@@ -45,8 +53,12 @@ def parse_args():
                    choices=list(METHOD_PRESETS))
     p.add_argument('--tasks', type=int, default=2, choices=(1, 2, 3),
                    help='first N tasks of the built-in sequence')
-    p.add_argument('--iters', type=int, default=150,
-                   help='training iterations per task (config: 300)')
+    p.add_argument('--iters', type=int, default=None,
+                   help='step limit per task (default: the task configs\' '
+                   'own, with the controller\'s early stop)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
+                   help='randomness.seed of each run of every method; the '
+                   'costs and the first columns use the first')
     p.add_argument('--oracle-epochs', type=int, default=2,
                    help='epochs of the retrain oracle (base model: 5)')
     p.add_argument('--no-oracle', action='store_true')
@@ -63,26 +75,39 @@ def parse_args():
     return p.parse_args()
 
 
-def task_options(iters: int) -> list:
+def task_options(iters) -> list:
+    """Step-limit overrides; none (the configs' own schedule) for None."""
+    if iters is None:
+        return []
     return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
             f'default_hooks.checkpoint.interval={max(iters // 2, 1)}']
 
 
-def run_method(method, args, base):
-    """The method's sequence (resumed if partly done) and its wall time."""
+def run_dir(args, method, seed):
+    return osp.join(args.work_dir, f'seed_{seed}', method)
+
+
+def run_method(method, args, base, seed):
+    """The method's sequence (resumed if partly done) and its wall time.
+
+    A task that reaches its step limit unmet does not stop the sequence:
+    a method that cannot forget is a result (its mAPs show it)."""
     from gslora_det.sequence import SequenceError, run_sequence
     from gslora_det.io_utils import atomic_write_text
-    folder = osp.join(args.work_dir, method)
+    folder = run_dir(args, method, seed)
     wall_file = osp.join(folder, 'wall_time.json')
     start = time.time()
     try:
         reports = run_sequence(
             TASK_CONFIGS[:args.tasks], base, folder,
-            cfg_options=([f'model.method={method}'] + task_options(args.iters)
-                         + args.cfg_options),
-            summary_title=f'benchmark: {method}')
+            cfg_options=([f'model.method={method}',
+                          f'randomness.seed={seed}']
+                         + task_options(args.iters) + args.cfg_options),
+            summary_title=f'benchmark: {method}, seed {seed}',
+            continue_on_unmet=True)
     except SequenceError as err:  # e.g. gradient ascent diverging
-        print(f'[benchmark] {method} failed: {err}', flush=True)
+        print(f'[benchmark] {method} (seed {seed}) failed: {err}',
+              flush=True)
         return None, None, str(err)
     wall = time.time() - start
     if osp.isfile(wall_file):  # finished earlier: keep the first timing
@@ -240,7 +265,9 @@ def measure_costs(args, base, methods, final_ckpts):
 
 def main():
     args = parse_args()
-    from gslora_det.benchmark.table import method_row, write_results
+    from gslora_det.benchmark.groups import task_adapter_nonzero
+    from gslora_det.benchmark.table import (method_row, with_seeds,
+                                            write_results)
     from gslora_det.data.shapes import (generate_shapes_dataset,
                                         shapes_dataset_ready)
     start = time.time()
@@ -253,34 +280,43 @@ def main():
                              tag='benchmark')
         pretrain_s = time.time() - start
     runs, errors = {}, {}
+    first = args.seeds[0]
     if args.oracle_only:
-        with open(osp.join(args.work_dir, 'gslora', 'task_1',
+        with open(osp.join(run_dir(args, 'gslora', first), 'task_1',
                            'forget_report.json')) as f:
             run_oracle(args, base, json.load(f)['per_class_AP_before'])
         return
     from gslora_det.console import LoopProgress
     from gslora_det.sequence import task_dir, task_done
-    progress = LoopProgress(len(args.methods), 'method', '[benchmark]')
-    for i, method in enumerate(args.methods, start=1):
-        done = all(task_done(task_dir(osp.join(args.work_dir, method), k))
+    plan = [(seed, m) for seed in args.seeds for m in args.methods]
+    progress = LoopProgress(len(plan), 'run', '[benchmark]')
+    seed_runs = {}  # method -> {seed: (reports, wall)}
+    for i, (seed, method) in enumerate(plan, start=1):
+        done = all(task_done(task_dir(run_dir(args, method, seed), k))
                    for k in range(1, args.tasks + 1))
         if done:  # only reads its reports: no wall time for the ETA
             progress.skip(i)
         else:
-            progress.start(i, method)
-        reports, wall, error = run_method(method, args, base)
+            progress.start(i, f'{method}, seed {seed}')
+        reports, wall, error = run_method(method, args, base, seed)
         if error:
-            errors[method] = error
+            errors.setdefault(method, {})[seed] = error
         else:
-            runs[method] = (reports, wall)
+            seed_runs.setdefault(method, {})[seed] = (reports, wall)
         if not done:
             progress.end(i)
     if args.runs_only:
         return
+    # The first seed's run is the method's row (and its costs).
+    for method in args.methods:
+        if first in seed_runs.get(method, {}):
+            runs[method] = seed_runs[method][first]
+    if not runs:
+        sys.exit(f'error: no method finished with seed {first}: {errors}')
     base_ap = runs[next(iter(runs))][0][0]['per_class_AP_before']
     if not args.no_oracle:
         runs['retrain'] = run_oracle(args, base, base_ap)
-    finals = {m: osp.join(args.work_dir, m, f'task_{args.tasks}',
+    finals = {m: osp.join(run_dir(args, m, first), f'task_{args.tasks}',
                           'merged.pth') for m in runs if m != 'retrain'}
     if 'retrain' in runs:
         finals['retrain'] = runs['retrain'][0][-1]['checkpoint']
@@ -290,16 +326,31 @@ def main():
     # The benchmark's total: every run's own wall time (a run finished by
     # an earlier or a parallel invocation counts with its recorded time),
     # plus pretraining done here and the cost measurement.
-    total_s = (pretrain_s + sum(wall for _, wall in runs.values())
+    total_s = (pretrain_s + sum(wall for seeds in seed_runs.values()
+                                for _, wall in seeds.values())
+               + (runs['retrain'][1] if 'retrain' in runs else 0.0)
                + time.time() - cost_start)
-    rows = [method_row(m, reports, train.get(m), train.get(REFERENCE),
-                       infer.get(m), infer['base'], wall)
-            for m, (reports, wall) in runs.items()]
-    rows += [dict(method=m, label=m, error=e, h_mean_per_task=[],
-                  h_mean_avg=None) for m, e in errors.items()]
+    rows = []
+    for m, (reports, wall) in runs.items():
+        row = method_row(m, reports, train.get(m), train.get(REFERENCE),
+                         infer.get(m), infer['base'], wall)
+        if m != 'retrain':
+            folder = run_dir(args, m, first)
+            row['adapter_nonzero_per_task'] = [
+                task_adapter_nonzero(task_dir(folder, k))
+                for k in range(1, len(reports) + 1)]
+            with_seeds(row, {s: method_row(m, r)['h_mean_avg']
+                             for s, (r, _) in seed_runs[m].items()},
+                       errors.get(m))
+        rows.append(row)
+    rows += [dict(method=m, label=m, error=e[first], h_mean_per_task=[],
+                  h_mean_avg=None) for m, e in errors.items()
+             if first in e]
     import torch
     settings = dict(
-        tasks=args.tasks, iters_per_task=args.iters,
+        tasks=args.tasks,
+        iters_per_task=args.iters or "the task configs' own (controller)",
+        seeds=args.seeds,
         oracle_epochs=None if args.no_oracle else args.oracle_epochs,
         base_checkpoint=base, reference_for_ratios=REFERENCE,
         machine=f'{platform.machine()}, {os.cpu_count()} CPU cores'

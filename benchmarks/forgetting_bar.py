@@ -11,7 +11,14 @@ Usage::
 
     python benchmarks/forgetting_bar.py [--sequences shapes bccd chess] \\
         [--work-dir work_dirs/bar] [--run-dirs shapes=work_dirs/demo] \\
-        [--cfg-options key=value ...]
+        [--attack-tasks shapes:1 bccd:1] [--attack-steps 100] \\
+        [--attack-k 1 5 10] [--cfg-options key=value ...]
+
+``--attack-tasks NAME:K`` retrains the detector without every class
+forgotten up to task K (its own recipe: one more pretraining), measures
+that model against the same bar (the bar's reach: a row "K (retrained)")
+and runs the recovery attacks (docs/attacks.md) on task K's merged model,
+the retrained one and the task's input, adding the recovery-gap table.
 
 Bases: ``work_dirs/demo/base.pth`` (``make demo``), ``work_dirs/bccd/
 base.pth`` and ``work_dirs/chess/base.pth`` (pretrained here once if
@@ -60,23 +67,48 @@ def parse_args():
                    help='a sequence\'s run directory (default: '
                    '<work-dir>/<name>), e.g. shapes=work_dirs/demo to read '
                    '(or finish) the demo\'s run of the same configs')
+    p.add_argument('--attack-tasks', nargs='+', default=[],
+                   metavar='NAME:K', help='retrain without the classes '
+                   'forgotten up to task K of sequence NAME, measure it '
+                   'against the bar and attack both (recovery gap)')
+    p.add_argument('--attack-steps', type=int, default=100,
+                   help='iterations of each attack')
+    p.add_argument('--attack-k', type=int, nargs='+', default=[1, 5, 10],
+                   help='images per forgotten class of the k-shot attacks')
     return p.parse_args()
 
 
-def ensure_data(name: str) -> None:
-    """Convert the real photo sets once (data/bccd, data/chess)."""
-    if name == 'bccd':
-        from gslora_det.data.bccd import bccd_converted, convert_bccd
-        if not bccd_converted('data/bccd'):
-            convert_bccd('../shared/data/bccd', 'data/bccd')
-    elif name == 'chess':
-        from gslora_det.data.chess import convert_chess
-        convert_chess('../shared/data/chess', 'data/chess')
-    else:
-        from gslora_det.data.shapes import (generate_shapes_dataset,
-                                            shapes_dataset_ready)
-        if not shapes_dataset_ready('data/shapes'):
-            generate_shapes_dataset('data/shapes')
+def parse_task_refs(items):
+    """``['shapes:1', 'bccd:2']`` -> ``{'shapes': [1], 'bccd': [2]}``."""
+    out = {}
+    for item in items:
+        try:
+            name, k = item.split(':')
+            out.setdefault(name, []).append(int(k))
+        except ValueError:
+            sys.exit(f'error: --attack-tasks {item!r}: expected NAME:K, '
+                     'e.g. shapes:1')
+        if name not in SEQUENCES:
+            sys.exit(f'error: --attack-tasks {item!r}: unknown sequence '
+                     f'{name!r} (one of {", ".join(SEQUENCES)})')
+    return out
+
+
+def retrained_row(seq: str, task_report: dict, attack_dir: str):
+    """The bar row of a model retrained without a task's classes."""
+    from gslora_det.benchmark.bar import check_bar, retrained_report
+    with open(osp.join(attack_dir, 'attack_report.json')) as f:
+        pseudo = retrained_report(json.load(f))
+    if pseudo is None:  # attacked without a retrained model
+        return None
+    bar = check_bar(pseudo)
+    return dict(sequence=seq, task=f'{task_report["task"]} (retrained)',
+                forget=', '.join(task_report['forget_classes']),
+                bar='met' if bar['met'] else 'MISSED: ' +
+                '; '.join(bar['failed']), controller='-', steps=None,
+                fixed_steps=None, train_min=None, kind='retrained',
+                **{k: bar[k] for k in ('forget_map', 'old_map', 'retain_drop',
+                                       'own', 'any', 'num_gt')})
 
 
 def row(seq: str, spec: dict, report: dict) -> dict:
@@ -90,7 +122,7 @@ def row(seq: str, spec: dict, report: dict) -> dict:
                 controller=ctl.get('status', '-'),
                 steps=ctl.get('steps', report.get('train_iters')),
                 fixed_steps=spec['fixed_steps'],
-                train_min=report['train_time_s'] / 60,
+                train_min=report['train_time_s'] / 60, kind='gslora',
                 **{k: bar[k] for k in ('forget_map', 'old_map', 'retain_drop',
                                        'own', 'any', 'num_gt')})
 
@@ -105,31 +137,38 @@ def markdown(rows) -> str:
             'controller | steps (fixed) | train min |')
     lines = [head, '|' + '---|' * 12]
     for r in rows:
+        minutes = '-' if r['train_min'] is None else f'{r["train_min"]:.1f}'
         lines.append(
             f'| {r["sequence"]} | {r["task"]} | {r["forget"]} | '
             f'{pct(r["forget_map"])} | {pct(r["old_map"])} | '
             f'{pct(r["retain_drop"])} | {pct(r["own"])} | {pct(r["any"])} | '
-            f'{r["bar"]} | {r["controller"]} | {r["steps"]} '
-            f'({r["fixed_steps"] or "-"}) | {r["train_min"]:.1f} |')
-    done = [r for r in rows if r['steps'] is not None]
+            f'{r["bar"]} | {r["controller"]} | {r["steps"] or "-"} '
+            f'({r["fixed_steps"] or "-"}) | '
+            f'{minutes} |')
+    tasks = [r for r in rows if r['kind'] == 'gslora']
+    done = [r for r in tasks if r['steps'] is not None]
     if done:
         steps = sum(r['steps'] for r in done) / len(done)
         minutes = sum(r['train_min'] for r in done) / len(done)
         lines.append(f'\nMean per task: {steps:.0f} steps, {minutes:.1f} '
                      f'min of training; bar met on '
-                     f'{sum(r["bar"] == "met" for r in rows)}/{len(rows)} '
+                     f'{sum(r["bar"] == "met" for r in tasks)}/{len(tasks)} '
                      'tasks.')
     return '\n'.join(lines)
 
 
 def main():
     args = parse_args()
+    from gslora_det.benchmark.data import ensure_data
     from gslora_det.console import duration
     from gslora_det.io_utils import atomic_write_text
     from gslora_det.pretrain import pretrain_once
     from gslora_det.sequence import SequenceError, run_sequence
-    start, rows = time.time(), []
+    from gslora_det.benchmark.attack_step import (attack_task, gap_markdown,
+                                                  gap_rows)
+    start, rows, gaps = time.time(), [], []
     run_dirs = dict(item.split('=', 1) for item in args.run_dirs)
+    attack_tasks = parse_task_refs(args.attack_tasks)
     for i, name in enumerate(args.sequences, start=1):
         spec = SEQUENCES[name]
         print(f'[bar] sequence {i}/{len(args.sequences)}: {name} (elapsed '
@@ -139,19 +178,35 @@ def main():
         if not osp.isfile(base):
             base = pretrain_once(spec['pretrain'], osp.dirname(base),
                                  tag=name, what=f'the {name} base model')
+        run_dir = run_dirs.get(name, osp.join(args.work_dir, name))
         try:
             reports = run_sequence(
-                spec['tasks'], base,
-                run_dirs.get(name, osp.join(args.work_dir, name)),
+                spec['tasks'], base, run_dir,
                 args.cfg_options, continue_on_unmet=True,
                 summary_title=f'one forgetting default: {name}')
         except SequenceError as err:
             sys.exit(f'error: {err}')
         rows += [row(name, spec, r) for r in reports]
+        for j, k in enumerate(attack_tasks.get(name, []), start=1):
+            if not 1 <= k <= len(reports):
+                sys.exit(f'error: --attack-tasks {name}:{k}: the sequence '
+                         f'has {len(reports)} tasks')
+            print(f'[bar] attacks {j}/{len(attack_tasks[name])}: {name} '
+                  f'task {k} (elapsed {duration(time.time() - start)})',
+                  flush=True)
+            folder = attack_task(spec['pretrain'], run_dir, base, k,
+                                 reports[k - 1], args.attack_steps,
+                                 args.attack_k)
+            extra = retrained_row(name, reports[k - 1], folder)
+            rows += [extra] if extra else []
+            gaps += gap_rows(name, k, folder)
     table = markdown(rows)
+    if gaps:
+        table += ('\n\nRecovery attacks (docs/attacks.md; '
+                  f'{args.attack_steps} steps each):\n\n' + gap_markdown(gaps))
     atomic_write_text(osp.join(args.work_dir, 'bar.md'), table + '\n')
     atomic_write_text(osp.join(args.work_dir, 'bar.json'),
-                      json.dumps(rows, indent=1))
+                      json.dumps(dict(tasks=rows, recovery=gaps), indent=1))
     print('\n' + table)
     print(f'\n[bar] done in {duration(time.time() - start)}; '
           f'{args.work_dir}/bar.md')

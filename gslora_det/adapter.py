@@ -3,7 +3,13 @@
     adapter/
         adapter_config.json        AdapterConfig: how to merge it, and where
         adapter_model.safetensors  the LoRA tensors only: <layer>.lora_A
-                                   (r, in) and <layer>.lora_B (out, r)
+                                   (r, in) and <layer>.lora_B (out, r), of
+                                   the groups whose update is not zero
+
+A group whose update is exactly zero (:mod:`gslora_det.zero_groups`) has
+no tensors in the file; the config lists it in ``zero_groups`` and
+:func:`read_adapter` gives it zeros back. An adapter of an older writer
+(every layer stored, no such keys) reads as before.
 
 safetensors holds tensors only (no pickle), so an adapter cannot carry
 code. The weights file also keeps the merge settings (rank, alpha, scaling,
@@ -24,6 +30,9 @@ from safetensors.torch import load_file, save_file
 
 from gslora_det.checkpoint import sha256_file
 from gslora_det.io_utils import atomic_path, atomic_write_text
+from gslora_det.zero_groups import (ZERO_GROUPS_NOTE, drop_groups,
+                                    layer_group, split_groups,
+                                    stored_layers, zero_filled)
 
 FORMAT_VERSION = 'gslora_det-adapter/1'
 ADAPTER_DIR = 'adapter'
@@ -32,7 +41,8 @@ WEIGHTS_NAME = 'adapter_model.safetensors'
 LEGACY_NAME = 'adapter.safetensors'
 #: Metadata keys of the weights file (those of the single-file format).
 _META_KEYS = ('task', 'rank', 'alpha', 'scaling', 'forget_classes',
-              'group_pattern', 'base_checkpoint_sha256', 'format_version')
+              'group_pattern', 'base_checkpoint_sha256', 'format_version',
+              'layers', 'stored_groups', 'zero_groups')
 
 
 class AdapterError(ValueError):
@@ -75,7 +85,13 @@ class AdapterConfig:
             layer's group-lasso group.
         group_names (list[str]): The groups, in model order.
         layers (dict[str, list[int]]): Adapted layer -> weight shape
-            ``[out, in]`` (the architecture a base must have).
+            ``[out, in]`` (the architecture a base must have), stored
+            or not.
+        stored_groups (list[str], optional): The groups whose tensors the
+            weights file holds; None (an older writer): every layer's.
+        zero_groups (list[str]): The groups whose update is exactly zero,
+            not in the weights file (read back as zeros).
+        zero_groups_note (str, optional): What the two lists mean.
         task_index (int, optional): 1-based forgetting task.
         forget_classes, retained_classes, previously_forgotten (list[str]):
             The task's classes.
@@ -97,6 +113,9 @@ class AdapterConfig:
     group_pattern: Optional[str] = None
     group_names: List[str] = field(default_factory=list)
     layers: Dict[str, List[int]] = field(default_factory=dict)
+    stored_groups: Optional[List[str]] = None
+    zero_groups: List[str] = field(default_factory=list)
+    zero_groups_note: Optional[str] = None
     task_index: Optional[int] = None
     forget_classes: List[str] = field(default_factory=list)
     retained_classes: List[str] = field(default_factory=list)
@@ -126,7 +145,9 @@ class AdapterConfig:
         return cls(rank=meta.get('rank'), alpha=meta.get('alpha'),
                    scaling=meta.get('scaling'),
                    group_pattern=meta.get('group_pattern'),
-                   layers=adapter_layers(tensors),
+                   layers=meta.get('layers') or adapter_layers(tensors),
+                   stored_groups=meta.get('stored_groups'),
+                   zero_groups=list(meta.get('zero_groups') or []),
                    task_index=meta.get('task'),
                    forget_classes=list(meta.get('forget_classes') or []),
                    base_checkpoint_sha256=meta.get('base_checkpoint_sha256'))
@@ -160,16 +181,30 @@ def adapter_layers(tensors: Dict[str, torch.Tensor]) -> Dict[str, List[int]]:
 
 def check_adapter(tensors: Dict[str, torch.Tensor],
                   config: AdapterConfig) -> None:
-    """The tensors are A/B pairs of the config's rank and layers.
+    """The tensors are A/B pairs of the config's rank and layers: every
+    layer's but those of its ``zero_groups``.
 
     Raises:
-        AdapterError: naming the first disagreement.
+        AdapterError: naming the first disagreement (for a missing tensor:
+            the tensor and its group).
     """
+    expected = stored_layers(config.layers, config.zero_groups,
+                             config.group_pattern)
+    for layer in expected:
+        for key in (f'{layer}.lora_A', f'{layer}.lora_B'):
+            if key not in tensors:
+                raise AdapterError(
+                    f'adapter weights lack {key}: its group '
+                    f'{layer_group(layer, config.group_pattern)!r} is '
+                    f'stored, not one of the zero groups '
+                    f'{config.zero_groups} ({CONFIG_NAME})')
     layers = adapter_layers(tensors)
-    if config.layers and layers != {k: list(v)
-                                    for k, v in config.layers.items()}:
-        raise AdapterError(f'adapter weights cover {sorted(layers)[:4]}..., '
-                           f'its config {sorted(config.layers)[:4]}...')
+    if config.layers and layers != expected:
+        extra = sorted(set(layers) - set(expected))
+        raise AdapterError(f'adapter weights hold {extra[:3]}, which its '
+                           f'config does not list as stored' if extra else
+                           f'adapter weights cover {sorted(layers)[:4]}..., '
+                           f'its config {sorted(expected)[:4]}...')
     for key, value in tensors.items():
         r = value.shape[0] if key.endswith('.lora_A') else value.shape[-1]
         if config.rank is not None and r != config.rank:
@@ -192,7 +227,8 @@ def read_adapter(path: str) -> Tuple[Dict[str, torch.Tensor],
     """Read an adapter folder, or a single-file adapter (older format).
 
     Returns:
-        tuple: ``(tensors, AdapterConfig)``.
+        tuple: ``(tensors, AdapterConfig)``; ``tensors`` hold every layer
+        of ``config.layers``, zeros for those of its zero groups.
 
     Raises:
         FileNotFoundError: ``path`` is neither.
@@ -212,7 +248,7 @@ def read_adapter(path: str) -> Tuple[Dict[str, torch.Tensor],
     else:
         raise FileNotFoundError(f'adapter not found: {path}')
     check_adapter(tensors, config)
-    return tensors, config
+    return zero_filled(tensors, config.layers, config.rank), config
 
 
 def weights_file(path: str) -> str:
@@ -231,7 +267,8 @@ def save_task_adapter(work_dir: str, tensors: Dict[str, torch.Tensor],
                       base_sha256: Optional[str],
                       merged_path: Optional[str] = None,
                       legacy_name: Optional[str] = LEGACY_NAME) -> str:
-    """Write a finished task's adapter folder (and the single-file copy).
+    """Write a finished task's adapter folder (and the single-file copy),
+    without the tensors of the groups whose update is exactly zero.
 
     Args:
         work_dir (str): The task's work dir; the folder is ``adapter/``.
@@ -249,12 +286,15 @@ def save_task_adapter(work_dir: str, tensors: Dict[str, torch.Tensor],
     """
     import gslora_det  # at call time: gslora_det imports this module
     lora = model.lora_cfg
+    group_names = list(getattr(model, 'group_names', None) or [])
+    stored, zero = split_groups(tensors, lora['group_pattern'], group_names)
     config = AdapterConfig(
         rank=lora['rank'], alpha=lora['alpha'],
         scaling=lora['alpha'] / lora['rank'], targets=list(lora['targets']),
-        group_pattern=lora['group_pattern'],
-        group_names=list(getattr(model, 'group_names', None) or []),
-        layers=adapter_layers(tensors), task_index=task_index,
+        group_pattern=lora['group_pattern'], group_names=group_names,
+        layers=adapter_layers(tensors), stored_groups=stored,
+        zero_groups=zero, zero_groups_note=ZERO_GROUPS_NOTE,
+        task_index=task_index,
         forget_classes=list(classes.get('forget', [])),
         retained_classes=list(classes.get('retain', [])),
         previously_forgotten=list(classes.get('old', [])),
@@ -266,7 +306,8 @@ def save_task_adapter(work_dir: str, tensors: Dict[str, torch.Tensor],
         base_detector_type=_mmdet_class(model),
         gslora_det_version=getattr(gslora_det, '__version__', None))
     folder = osp.join(work_dir, ADAPTER_DIR)
-    save_adapter_folder(folder, tensors, config)
+    save_adapter_folder(folder, drop_groups(tensors, zero,
+                                            lora['group_pattern']), config)
     if legacy_name:  # same bytes: the manifest's hash holds for both
         with atomic_path(osp.join(work_dir, legacy_name)) as tmp:
             shutil.copyfile(osp.join(folder, WEIGHTS_NAME), tmp)

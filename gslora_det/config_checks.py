@@ -145,13 +145,21 @@ def check_optim_wrapper(cfg) -> None:
     the groups would get no sparsity at all."""
     mode = (((cfg.get('model') or {}).get('group_lasso_cfg') or {})
             .get('mode', 'penalty'))
-    wrapper = (cfg.get('optim_wrapper') or {}).get('type', 'OptimWrapper')
+    forgetting = cfg.get('forgetting') or {}
+    if forgetting.get('optim_wrapper'):  # the one the task trains with
+        from gslora_det.forgetting_setup import forgetting_optim_wrapper
+        wrapper = forgetting_optim_wrapper(forgetting, cfg.get('model'))
+    else:
+        wrapper = cfg.get('optim_wrapper') or {}
+    wrapper = wrapper.get('type', 'OptimWrapper')
     if mode == 'proximal' and 'ProximalGroupLassoOptimWrapper' not in str(
             wrapper):
         raise ConfigError(
             "model.group_lasso_cfg.mode='proximal' needs "
             "optim_wrapper.type='ProximalGroupLassoOptimWrapper' (it is "
-            f"{wrapper!r}); or set mode='penalty'")
+            f"{wrapper!r}; under the forgetting default, "
+            "forgetting.optim_wrapper, where a plain OptimWrapper is switched "
+            "for you); or set mode='penalty'")
 
 
 def _fingerprint(cfg, mode: str) -> str:

@@ -20,7 +20,11 @@ retain images since the last check) is *up* when it exceeds its value at
 the first check by more than ``retain_tolerance``. Then at each check:
 
 * unmet, retained not up: λ ← min(λ·``raise_factor``, ``max_multiplier``);
-* unmet, retained up: λ is held (the retained classes are paying already);
+* unmet, retained up: λ is held (the retained classes are paying
+  already), but for at most ``max_hold`` checks in a row: after that it
+  is raised anyway. The request is the constraint; the retained classes'
+  price is what the bar then measures. Without this bound a task whose
+  retained loss rises early (chess, task 2) holds λ until the step limit;
 * met, retained up: λ ← max(λ·``lower_factor``, ``min_multiplier``), so
   that the retained classes recover while the forgotten stay gone;
 * met, retained not up: one more good check; after ``patience`` good
@@ -51,6 +55,7 @@ DEFAULT_CONTROLLER_CFG = dict(
     min_multiplier=0.125,
     max_multiplier=64.0,
     retain_tolerance=0.1,  # relative rise of the retained loss tolerated
+    max_hold=2,  # unmet checks in a row that may hold (not raise) λ
     patience=2,  # consecutive met checks before stopping
     min_iters=0,
 )
@@ -68,6 +73,9 @@ def controller_cfg(overrides: Optional[dict]) -> dict:
         raise ValueError(f'forgetting.controller: unknown key(s) '
                          f'{sorted(unknown)}; valid keys are {sorted(cfg)}')
     cfg.update(overrides or {})
+    if int(cfg['max_hold']) < 0:
+        raise ValueError('forgetting.controller.max_hold must be >= 0, '
+                         f'got {cfg["max_hold"]}')
     for key in ('check_interval', 'probe_images', 'patience'):
         if int(cfg[key]) < 1:
             raise ValueError(f'forgetting.controller.{key} must be >= 1, '
@@ -85,7 +93,7 @@ def controller_cfg(overrides: Optional[dict]) -> dict:
 def initial_state(cfg: dict) -> Dict:
     """A fresh controller state."""
     return dict(multiplier=float(cfg['init_multiplier']), met_streak=0,
-                retain_ref=None, status='running', history=[])
+                held=0, retain_ref=None, status='running', history=[])
 
 
 def target_met(cfg: dict, score: Dict[str, float]) -> bool:
@@ -119,8 +127,12 @@ def update(cfg: dict, state: Dict, it: int, score: Dict[str, float],
     retain_up = (retain_loss is not None and ref is not None and
                  retain_loss > ref * (1 + cfg['retain_tolerance']))
     lam = state['multiplier']
+    # ``held``: a state saved before max_hold existed has no counter.
+    held = state.get('held', 0)
+    hold = False
     if not met:
-        if not retain_up:
+        hold = retain_up and held < cfg['max_hold']
+        if not hold:
             lam = min(lam * cfg['raise_factor'], cfg['max_multiplier'])
         state['met_streak'] = 0
     elif retain_up:
@@ -128,9 +140,10 @@ def update(cfg: dict, state: Dict, it: int, score: Dict[str, float],
         state['met_streak'] = 0
     else:
         state['met_streak'] += 1
+    state['held'] = held + 1 if hold else 0
     state['history'].append(dict(
         iter=int(it), multiplier=state['multiplier'], met=met,
-        retain_up=bool(retain_up),
+        retain_up=bool(retain_up), held=bool(hold),
         retain_loss=None if retain_loss is None else float(retain_loss),
         **{k: float(v) for k, v in score.items()}))
     state['multiplier'] = float(lam)

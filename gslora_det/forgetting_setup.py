@@ -144,6 +144,23 @@ def _register_task_hooks(runner, hooks: List[Dict]) -> None:
             runner.register_hook(cfg, priority=priority)
 
 
+def forgetting_optim_wrapper(forgetting: dict, model_cfg) -> dict:
+    """The optimiser wrapper a forgetting task trains with.
+
+    ``forgetting.optim_wrapper``; with ``model.group_lasso_cfg.mode=
+    'proximal'`` a plain ``OptimWrapper`` becomes
+    ``ProximalGroupLassoOptimWrapper``, which applies the prox after each
+    step, so that the mode is the one key a user sets.
+    """
+    wrapper = copy.deepcopy(dict(forgetting['optim_wrapper']))
+    mode = ((model_cfg or {}).get('group_lasso_cfg') or {}).get(
+        'mode', 'penalty')
+    if mode == 'proximal' and wrapper.get('type', 'OptimWrapper') in (
+            'OptimWrapper', 'mmengine.OptimWrapper'):
+        wrapper['type'] = 'ProximalGroupLassoOptimWrapper'
+    return wrapper
+
+
 def apply_forgetting(runner, task: Dict, dataloader: Dict) -> Dict:
     """Apply ``runner.cfg.forgetting`` to a Runner whose loops, optimiser
     and schedulers are still configs; return the training dataloader
@@ -164,7 +181,8 @@ def apply_forgetting(runner, task: Dict, dataloader: Dict) -> Dict:
                                                    task)
     if isinstance(runner.optim_wrapper, dict) and \
             forgetting.get('optim_wrapper'):
-        runner.optim_wrapper = copy.deepcopy(forgetting['optim_wrapper'])
+        runner.optim_wrapper = forgetting_optim_wrapper(
+            forgetting, runner.cfg.get('model'))
     if 'param_scheduler' in forgetting and \
             not _built(runner.param_schedulers):
         runner.param_schedulers = copy.deepcopy(

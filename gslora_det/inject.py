@@ -12,7 +12,8 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn as nn
 
-from gslora_det.lora import LORA_PREFIX, LoRALinear, lora_modules
+from gslora_det.lora import (LORA_PREFIX, LoRALinear, lora_modules,
+                             lora_update_is_zero)
 
 #: Both linears of every FFN of a DETR-family encoder and decoder
 #: (mmcv's FFN: ``layers.0`` = Sequential(Linear, act, Dropout),
@@ -108,6 +109,20 @@ def freeze_matching(model: torch.nn.Module, patterns: Sequence[str]) -> int:
     return trainable
 
 
+def group_of(layer: str, group_pattern: str = DEFAULT_GROUP_PATTERN) -> str:
+    """The group-lasso group of a LoRA layer: ``group_pattern``'s first
+    capture of its full name.
+
+    Raises:
+        ValueError: the name does not fully match ``group_pattern``.
+    """
+    match = re.fullmatch(group_pattern, layer)
+    if match is None:
+        raise ValueError(f'LoRA layer {layer} matches no group of pattern '
+                         f'{group_pattern!r}')
+    return match.group(1)
+
+
 def lora_groups(model: nn.Module,
                 group_pattern: str = DEFAULT_GROUP_PATTERN
                 ) -> 'OrderedDict[str, List[nn.Parameter]]':
@@ -117,14 +132,9 @@ def lora_groups(model: nn.Module,
         OrderedDict[str, list[nn.Parameter]]: group name -> parameters
         (A and B of every LoRA layer in that group), in model order.
     """
-    regex = re.compile(group_pattern)
     groups: 'OrderedDict[str, List[nn.Parameter]]' = OrderedDict()
     for name, module in lora_modules(model):
-        match = regex.fullmatch(name)
-        if match is None:
-            raise ValueError(f'LoRA layer {name} matches no group of '
-                             f'pattern {group_pattern!r}')
-        groups.setdefault(match.group(1), []).extend(
+        groups.setdefault(group_of(name, group_pattern), []).extend(
             [module.lora_A, module.lora_B])
     return groups
 
@@ -136,13 +146,33 @@ def lora_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
                        if is_lora_param(k))
 
 
+def merge_lora(model: nn.Module, safe_merge: bool = True
+               ) -> Dict[str, List[str]]:
+    """Merge every LoRA layer of ``model`` into its weight, in place.
+
+    Returns:
+        dict[str, list[str]]: ``merged``, the layers whose weight changed;
+        ``skipped``, those whose update is exactly zero (weight left
+        bit-identical) or that were merged already.
+
+    Raises:
+        ValueError: a merged weight would not be finite (``safe_merge``).
+    """
+    done: Dict[str, List[str]] = dict(merged=[], skipped=[])
+    for name, module in lora_modules(model):
+        changed = module.merge(safe_merge=safe_merge)
+        done['merged' if changed else 'skipped'].append(name)
+    return done
+
+
 def merged_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """The model's weights with every LoRA update added in and the ``lora_``
     entries dropped: a state dict of the model *without* LoRA. The model
-    itself is not changed."""
+    itself is not changed; a layer whose update is exactly zero keeps its
+    weight tensor as it is."""
     state = model.state_dict()
     for name, module in lora_modules(model):
-        if not module.merged:
+        if not module.merged and not module.update_is_zero():
             state[f'{name}.weight'] = (module.weight +
                                        module.get_delta_weight()).detach()
     return OrderedDict((k, v) for k, v in state.items()
@@ -154,12 +184,16 @@ def apply_adapter(state: Dict[str, torch.Tensor],
                   scaling: float) -> Dict[str, torch.Tensor]:
     """``base + s · B A`` for each adapted layer of a plain state dict.
 
-    Used to check a merged checkpoint against its input and adapter.
+    Used to check a merged checkpoint against its input and adapter. A
+    layer whose update is exactly zero, or that ``adapter`` does not hold,
+    keeps its weight tensor as it is (no ``float()`` round trip either).
     """
     merged = OrderedDict(state)
     for key in adapter:
         if key.endswith('.lora_A'):
             layer = key[:-len('.lora_A')]
+            if lora_update_is_zero(adapter[key], adapter[f'{layer}.lora_B']):
+                continue
             delta = scaling * (adapter[f'{layer}.lora_B'].float()
                                @ adapter[key].float())
             merged[f'{layer}.weight'] = (state[f'{layer}.weight'].float() +

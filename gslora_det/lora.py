@@ -17,6 +17,23 @@ import torch.nn.functional as F
 LORA_PREFIX = 'lora_'
 
 
+@torch.no_grad()
+def lora_update_is_zero(lora_A: torch.Tensor, lora_B: torch.Tensor) -> bool:
+    """Whether the update ``s · B A`` is exactly zero.
+
+    True when B or A is all zeros and the other factor is finite (a NaN or
+    Inf there would make ``0 · NaN`` NaN, which the update then is). The
+    proximal step zeroes B only by default, so a switched-off layer has a
+    zero B and a non-zero A.
+
+    Args:
+        lora_A (Tensor): (r, in_features).
+        lora_B (Tensor): (out_features, r).
+    """
+    return bool((not lora_B.any() and torch.isfinite(lora_A).all()) or
+                (not lora_A.any() and torch.isfinite(lora_B).all()))
+
+
 class LoRALinear(nn.Linear):
     """A linear layer with a low-rank update that can be merged into it.
 
@@ -75,6 +92,10 @@ class LoRALinear(nn.Linear):
         """The update ``s · B A`` of shape (out_features, in_features)."""
         return self.scaling * (self.lora_B @ self.lora_A)
 
+    def update_is_zero(self) -> bool:
+        """Whether the update is exactly zero (:func:`lora_update_is_zero`)."""
+        return lora_update_is_zero(self.lora_A, self.lora_B)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
@@ -84,31 +105,43 @@ class LoRALinear(nn.Linear):
                                              self.lora_B)
 
     @torch.no_grad()
-    def merge(self, safe_merge: bool = True) -> None:
-        """Add the update into ``weight``.
+    def merge(self, safe_merge: bool = True) -> bool:
+        """Add the update into ``weight``; an exactly zero update is
+        skipped, so ``weight`` stays bit-identical (``W + 0`` would turn
+        -0.0 into +0.0).
 
         Args:
             safe_merge (bool): Check the merged weight is finite before
                 writing it. Defaults to True.
 
+        Returns:
+            bool: Whether ``weight`` changed (False: already merged, or
+            the update is exactly zero).
+
         Raises:
             ValueError: the merged weight would hold NaN or Inf.
         """
         if self.merged:
-            return
+            return False
+        if self.update_is_zero():
+            self.merged = True
+            return False
         merged = self.weight + self.get_delta_weight()
         if safe_merge and not torch.isfinite(merged).all():
             raise ValueError('refusing to merge LoRA: the merged weight is '
                              'not finite (NaN/Inf in the adapter)')
         self.weight.data.copy_(merged)
         self.merged = True
+        return True
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Subtract the update from ``weight`` again."""
+        """Subtract the update from ``weight`` again (an exactly zero one
+        is skipped, as in :meth:`merge`)."""
         if not self.merged:
             return
-        self.weight.data.sub_(self.get_delta_weight())
+        if not self.update_is_zero():
+            self.weight.data.sub_(self.get_delta_weight())
         self.merged = False
 
     def to_linear(self) -> nn.Linear:

@@ -201,7 +201,8 @@ def run_sequence(task_configs: Sequence[str],
                  python: str = sys.executable,
                  summary_title: str = 'GS-LoRA forgetting run',
                  launch: Optional[Launch] = None,
-                 continue_on_unmet: bool = False) -> List[Dict]:
+                 continue_on_unmet: bool = False,
+                 progress: Optional[LoopProgress] = None) -> List[Dict]:
     """Run (or finish) every task of a sequence.
 
     Args:
@@ -221,6 +222,10 @@ def run_sequence(task_configs: Sequence[str],
         continue_on_unmet (bool): Go on to the next task when a task's
             controller reached the step limit without meeting its target.
             Defaults to False: the sequence stops there with the reason.
+        progress (LoopProgress, optional): Prints the tasks' progress
+            lines (``start``/``end``/``skip``); a sweep over many
+            sequences passes one whose lines and ETA cover the sweep.
+            Defaults to ``"[sequence] task k/N ..."`` lines.
 
     Returns:
         list[dict]: The tasks' reports, in order.
@@ -251,7 +256,8 @@ def run_sequence(task_configs: Sequence[str],
 
     reports, previous = [], base_checkpoint
     # Children: config and environment dumps to their log files only.
-    progress = LoopProgress(len(task_configs), 'task', '[sequence]')
+    progress = progress or LoopProgress(len(task_configs), 'task',
+                                        '[sequence]')
     for index, cfg in enumerate(task_configs, start=1):
         folder = task_dir(work_dir, index)
         if task_done(folder):

@@ -37,6 +37,7 @@ def task(tmp_path_factory):
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(copy.deepcopy(cfg.model))
     torch.manual_seed(0)
+    model.init_weights()  # uninitialised parameters (level_embed) may be NaN
     for name, param in model.named_parameters():
         if name.endswith('lora_B'):
             param.data.normal_()

@@ -528,3 +528,21 @@ def test_attack_tool_end_to_end(workspace, base_checkpoint):
     assert again.stdout.count('done already, skipping') == 8
     with open(osp.join(work, 'attack_report.json')) as f:
         assert json.load(f)['runs'] == report['runs']
+
+
+def test_benchmark_gap_rows_and_task_inputs(tmp_path):
+    from gslora_det.benchmark.attack_step import (gap_markdown, gap_rows,
+                                                  task_input)
+    head = dict(kind='recovery_gap',
+                merged={'none': 0.0, 'k_shot k=5': 0.40},
+                retrained={'none': 0.0, 'k_shot k=5': 0.25},
+                gap={'none': 0.0, 'k_shot k=5': 0.15})
+    (tmp_path / 'attack_report.json').write_text(json.dumps(
+        dict(headline=head)))
+    rows = gap_rows('shapes', 1, str(tmp_path))
+    assert [r['attack'] for r in rows] == ['none', 'k_shot k=5']
+    assert rows[1]['gap'] == 0.15 and rows[1]['retrained'] == 0.25
+    assert '| shapes | 1 | k_shot k=5 | 40.0 | 25.0 | +15.0 |' in \
+        gap_markdown(rows)
+    assert task_input('run', 'base.pth', 1) == 'base.pth'
+    assert task_input('run', 'base.pth', 3).endswith('task_2/merged.pth')

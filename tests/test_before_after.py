@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gslora_det.report.before_after import (draw_before_after,
+from gslora_det.report.before_after import (draw_before_after, short_name,
                                             draw_task_before_after,
                                             pick_images,
                                             relabelled_detections)
@@ -87,6 +87,13 @@ def test_relabelled_detections_hand_values():
                                  labels, scores).tolist() == [False] * 7
     assert relabelled_detections(gt, gt_labels, np.zeros((0, 4)),
                                  np.zeros(0), np.zeros(0)).shape == (0,)
+
+
+def test_row_labels_are_short_base_names():
+    long = 'train/IMG_0042_jpg.rf.3f9a8c7d6e5b4a3f2e1d0c9b8a7f6e5d.jpg'
+    assert short_name(long) == 'IMG_0042_jpg…a7f6e5d.jpg'
+    assert len(short_name(long)) == 24
+    assert short_name('val/000001.png') == '000001.png'
 
 
 def test_pick_images_most_forgotten_objects_then_id(coco):

@@ -105,3 +105,27 @@ def test_proximal_mode_needs_its_optimiser_wrapper():
     cfg.model.group_lasso_cfg.mode = 'penalty'
     cfg.optim_wrapper.type = 'OptimWrapper'
     check_optim_wrapper(cfg)
+
+
+def test_forgetting_default_switches_to_the_proximal_wrapper():
+    from mmengine.config import Config
+
+    from gslora_det.config_checks import check_optim_wrapper
+    from gslora_det.forgetting_setup import forgetting_optim_wrapper
+    plain = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+    cfg = Config(dict(model=dict(group_lasso_cfg=dict(mode='proximal')),
+                      optim_wrapper=dict(type='OptimWrapper'),
+                      forgetting=dict(optim_wrapper=plain)))
+    check_optim_wrapper(cfg)  # the task's wrapper is switched: no error
+    wrapper = forgetting_optim_wrapper(cfg.forgetting, cfg.model)
+    assert wrapper['type'] == 'ProximalGroupLassoOptimWrapper'
+    assert wrapper['optimizer'] == plain['optimizer']
+    assert plain['type'] == 'OptimWrapper'  # the config is not modified
+    cfg.model.group_lasso_cfg.mode = 'penalty'
+    assert forgetting_optim_wrapper(cfg.forgetting, cfg.model)['type'] == \
+        'OptimWrapper'
+    # A custom wrapper is the user's choice, and without the prox: refused.
+    cfg.model.group_lasso_cfg.mode = 'proximal'
+    cfg.forgetting.optim_wrapper.type = 'AmpOptimWrapper'
+    with pytest.raises(ConfigError, match='forgetting.optim_wrapper'):
+        check_optim_wrapper(cfg)

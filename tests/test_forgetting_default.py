@@ -136,8 +136,8 @@ def test_repeat_wrappers_are_looked_through_and_concat_refused():
 
 
 def test_task_configs_of_the_default_parse_and_carry_no_constant():
-    for name in [f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py'
-                 for k in (1, 2, 3)]:
+    for name in [f'gslora_deformable-detr_r18-tiny{v}_task{k}_shapes.py'
+                 for v in ('', '-6x6') for k in (1, 2, 3)]:
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'shapes', name))
         assert cfg.train_cfg.type == 'ForgetTrainLoop'
         assert cfg.model.type == 'GSLoRADeformableDETR'
@@ -189,11 +189,28 @@ def test_stops_after_patience_good_checks_and_lowers_on_retain_rise():
     assert state['status'] == 'met' and state['multiplier'] == 1.0
 
 
-def test_unmet_with_retained_up_holds_the_multiplier():
+def test_unmet_with_retained_up_holds_the_multiplier_for_max_hold_checks():
     state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
     held = ctl.update(CFG, state, 50, UNMET, 1.3)
     assert held['multiplier'] == state['multiplier'] == 2.0
     assert held['history'][-1]['retain_up'] is True
+    assert held['history'][-1]['held'] is True
+    held = ctl.update(CFG, held, 75, UNMET, 1.3)
+    assert held['multiplier'] == 2.0 and held['held'] == CFG['max_hold']
+    # The third unmet check in a row raises anyway: no stalemate.
+    raised = ctl.update(CFG, held, 100, UNMET, 1.3)
+    assert raised['multiplier'] == 4.0 and raised['held'] == 0
+    assert raised['history'][-1]['held'] is False
+    # ...and the hold budget starts afresh.
+    assert ctl.update(CFG, raised, 125, UNMET, 1.3)['multiplier'] == 4.0
+    never = ctl.controller_cfg(dict(max_hold=0))
+    assert ctl.update(never, state, 50, UNMET, 1.3)['multiplier'] == 4.0
+
+
+def test_state_saved_before_max_hold_existed_still_updates():
+    state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
+    del state['held']
+    assert ctl.update(CFG, state, 50, UNMET, 1.3)['held'] == 1
 
 
 def test_unmet_check_resets_the_streak_and_finish_reports_the_limit():
@@ -256,3 +273,41 @@ def test_bar_against_hand_values():
     assert check_bar(few)['met']
     few['residual_after']['residual_any@0.3'] = 2 / 30
     assert check_bar(few)['failed'] == ['any 0.0667 > 0.0333']
+
+
+def test_a_retrained_model_is_measured_against_the_same_bar():
+    from gslora_det.benchmark.bar import check_bar, retrained_report
+
+    def run(model, attack, **metrics):
+        return dict(model=model, attack=attack, k=None, metrics=metrics)
+    report = dict(settings=dict(score_thr=0.3), runs=[
+        run('base', 'none', mAP_forget=0.70, mAP_retain=0.80),
+        run('retrained', 'none', mAP_forget=0.0, mAP_retain=0.79,
+            residual_num_gt=40, **{'residual_own@0.3': 0.0,
+                                   'residual_any@0.3': 0.05}),
+        # An attacked run of the retrained model is not its bar row.
+        run('retrained', 'k_shot', mAP_forget=0.30, mAP_retain=0.70)])
+    pseudo = retrained_report(report)
+    assert pseudo['mAP_forget_after'] == 0.0
+    assert pseudo['mAP_retain_before'] == 0.80
+    out = check_bar(pseudo)
+    assert out['retain_drop'] == pytest.approx(0.01)
+    # 2 of 40 objects still boxed as another class: 5 % > 2 %.
+    assert out['failed'] == ['any 0.0500 > 0.0250']
+    assert retrained_report(dict(report, runs=report['runs'][:1])) is None
+
+
+def test_controller_plot_marks_held_checks(tmp_path):
+    from gslora_det.report.controller_plot import (controller_figure,
+                                                   plot_controller)
+    state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
+    state = ctl.update(CFG, state, 50, UNMET, 1.3)  # held
+    state = ctl.finish(CFG, state, 50)
+    section = dict(status=state['status'], steps=state['steps'],
+                   trajectory=state['history'], settings=CFG)
+    fig = controller_figure(section)
+    labels = [t.get_text() for ax in fig.axes
+              for t in (ax.get_legend().get_texts() if ax.get_legend()
+                        else [])]
+    assert 'held: unmet, retained loss up' in labels
+    assert osp.getsize(plot_controller(section, str(tmp_path / 'c.png')))

@@ -97,6 +97,13 @@ def test_group_norm_heat_map(tmp_path, reports):
     assert cells[(0, 1)] == '0.0001\noff'  # below 1 %: "off", still drawn
     assert ax.get_legend().get_texts()[0].get_text() == 'exactly 0'
     assert 'norm' in bar.get_ylabel() and bar.get_ylim()[0] == 0.0
+    # The prox zeroes B only: a norm above 0 whose update is exactly zero
+    # (groups_exactly_zero) is drawn as a hatched 0 too.
+    runs[0]['groups_exactly_zero'] = ['encoder.layers.0']
+    ax, _ = group_norms_figure(runs).axes
+    zeros = sorted((p.get_x(), p.get_y()) for p in ax.patches
+                   if p.get_gid() == ZERO_GID)
+    assert zeros == [(-0.5, -0.5), (0.5, 0.5)]
 
 
 def test_map_across_tasks(tmp_path, reports):
@@ -271,7 +278,7 @@ def test_run_summary(tmp_path, reports):
     assert text.startswith('# my run')
     assert '| mAP forget before → after (%) |' in text  # the table: %
     assert '| 2 | green_square | 80.0 → 1.0 | 82.0 → 80.0 | 1.0 | 79.0 | '\
-        '0.0 / 25.0 | 1/3 | 1,234 | 12 |' in text
+        '0.0 / 25.0 | – | 1/3 | 1,234 | 12 |' in text
     for png in ('group_norms.png', 'map_across_tasks.png',
                 'task_1/per_class_ap.png', 'task_2/per_class_ap.png'):
         assert f']({png})' in text

@@ -10,7 +10,10 @@ Usage::
 ``adapter_model.safetensors``; an older single ``adapter.safetensors``
 works too). Merging adds ``scaling · B A`` to each adapted layer, as the
 task's own merge did, so ``MERGED.pth`` equals the task's ``merged.pth``
-within float tolerance; ``--unmerge`` subtracts it again.
+within float tolerance; ``--unmerge`` subtracts it again. The layers of a
+group whose update is exactly zero (the adapter's ``zero_groups``, which
+it does not store) are skipped and keep their weights bit for bit; the
+output says which groups were merged and which skipped.
 
 Refused, with the reason:
 
@@ -75,9 +78,18 @@ def main(argv=None):
             print(f'warning: {item.message}', file=sys.stderr)
     save_checkpoint_atomic(result, args.out)
     action = 'unmerged from' if args.unmerge else 'merged into'
+    record = result['meta']['gslora_adapter']
     print(f'{len(config.layers)} LoRA layers (task {config.task_index}, '
-          f'forget {config.forget_classes}) {action} {args.checkpoint}: '
-          f'wrote {args.out} (sha256 {sha256_file(args.out)})')
+          f'forget {config.forget_classes}) {action} {args.checkpoint}; '
+          f'groups {action.split()[0]}: {_names(record["merged_groups"])}; '
+          'exactly zero, skipped (weights untouched): '
+          f'{_names(record["skipped_zero_groups"])}; wrote {args.out} '
+          f'(sha256 {sha256_file(args.out)})')
+
+
+def _names(groups) -> str:
+    """Group names, comma-separated, or 'none'."""
+    return ', '.join(groups) if groups else 'none'
 
 
 if __name__ == '__main__':

@@ -5,6 +5,10 @@ As PEFT's ``PeftModel.from_pretrained`` / ``merge_and_unload``:
 :func:`merge_adapter` adds it into a plain state dict (or subtracts it
 again). ``tools/apply_adapter.py`` and ``tools/verify.py`` use the same
 :func:`merge_weights` (itself :func:`gslora_det.inject.apply_adapter`).
+A group whose update is exactly zero (not stored in the adapter, or stored
+as zeros by an older writer) is skipped: its base weights stay
+bit-identical, and the merged checkpoint's ``meta.gslora_adapter`` lists
+it in ``skipped_zero_groups``.
 """
 import re
 import warnings
@@ -19,6 +23,7 @@ from gslora_det.adapter import (FORMAT_VERSION, AdapterConfig, AdapterError,
 from gslora_det.checkpoint import sha256_file
 from gslora_det.inject import apply_adapter, inject_lora, is_lora_param
 from gslora_det.lora import lora_modules
+from gslora_det.zero_groups import split_groups
 
 
 def check_fits(state: Dict[str, torch.Tensor],
@@ -44,7 +49,8 @@ def merge_weights(state: Dict[str, torch.Tensor],
                   tensors: Dict[str, torch.Tensor], config: AdapterConfig,
                   unmerge: bool = False) -> Dict[str, torch.Tensor]:
     """``W + s·BA`` for each adapted layer (``W − s·BA`` with ``unmerge``),
-    through :func:`gslora_det.inject.apply_adapter`.
+    through :func:`gslora_det.inject.apply_adapter`; a layer whose update
+    is exactly zero keeps its weight tensor as it is.
 
     Raises:
         AdapterError: no LoRA, no scaling, or the architecture differs.
@@ -121,10 +127,13 @@ def merge_checkpoint(checkpoint: Union[str, Dict], adapter_dir: str,
                           unmerge)
     if unmerge:  # the task record describes the merge being undone
         meta.pop('gslora', None)
+    merged, zero = split_groups(tensors, config.group_pattern,
+                                config.group_names)
     meta['gslora_adapter'] = dict(
         action='unmerge' if unmerge else 'merge', format=FORMAT_VERSION,
         task_index=config.task_index, forget_classes=config.forget_classes,
-        base_checkpoint_sha256=config.base_checkpoint_sha256)
+        base_checkpoint_sha256=config.base_checkpoint_sha256,
+        merged_groups=merged, skipped_zero_groups=zero)
     return dict(meta=meta, state_dict=state)
 
 

@@ -52,3 +52,27 @@ def check_bar(report: Mapping, bar: Optional[Mapping] = None) -> Dict:
         if value is not None and value > limit + 1e-12:
             failed.append(f'{key} {value:.4f} > {limit:.4f}')
     return dict(met=not failed, failed=failed, num_gt=num_gt, **got)
+
+
+def retrained_report(attack_report: Mapping, model: str = 'retrained'
+                     ) -> Optional[Dict]:
+    """A task-report-shaped dict of an unattacked model of an attack
+    report (``tools/attack.py``), so that :func:`check_bar` measures a
+    model retrained without the classes against the same bar.
+
+    Its retained "before" is the base model's unattacked retained mAP
+    (``--base``), so the drop is what retraining cost the retained
+    classes. Returns None when the report has no unattacked ``model`` run.
+    """
+    none = {r['model']: r['metrics'] for r in attack_report.get('runs', [])
+            if r['attack'] == 'none'}
+    if model not in none:
+        return None
+    got, base = none[model], none.get('base', {})
+    thr = f'{float(attack_report["settings"]["score_thr"]):g}'
+    keys = (f'residual_own@{thr}', f'residual_any@{thr}', 'residual_num_gt')
+    return dict(mAP_forget_after=got.get('mAP_forget'),
+                mAP_old_after=got.get('mAP_old'),
+                mAP_retain_before=base.get('mAP_retain'),
+                mAP_retain_after=got.get('mAP_retain'),
+                residual_after={k: got[k] for k in keys if k in got})

@@ -8,6 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from matplotlib.figure import Figure
 
+from gslora_det.benchmark.groups import format_spread, groups_on, spread
 from gslora_det.io_utils import atomic_write_text
 from gslora_det.report.plots import _pct, _save
 
@@ -54,6 +55,10 @@ def method_row(method: str, reports: Sequence[Mapping],
         residual_own_final=residual.get(RESIDUAL_KEY.format(kind='own')),
         residual_any_final=residual.get(RESIDUAL_KEY.format(kind='any')),
         trainable_params=last.get('trainable_params'),
+        # LoRA groups not exactly zero per task (None: no LoRA groups).
+        groups_on_per_task=[
+            [len(groups_on(r)), len(r['group_norms'])]
+            if r.get('group_norms') else None for r in reports],
         wall_min=None if wall_s is None else wall_s / 60)
     if cost:
         row['trainable_params'] = cost['memory']['trainable_params']
@@ -71,6 +76,32 @@ def method_row(method: str, reports: Sequence[Mapping],
         row['params_identical'] = inference['params'] == base_inference[
             'params']
     return row
+
+
+def with_seeds(row: Dict, h_by_seed: Mapping[int, Optional[float]],
+               failed: Optional[Mapping[int, str]] = None) -> Dict:
+    """Add the method's mean H-Mean over seeds to its row (in place).
+
+    Args:
+        row (dict): The :func:`method_row` of one seed.
+        h_by_seed (Mapping[int, float]): Seed -> that run's mean H-Mean
+            over tasks (``h_mean_avg``; None if unknown).
+        failed (Mapping[int, str], optional): Seed -> error of the runs
+            that did not finish (not in the statistics).
+
+    Returns:
+        dict: ``row`` with ``h_mean_by_seed``, ``h_mean_over_seeds``
+        (:func:`gslora_det.benchmark.groups.spread`) and ``failed_seeds``.
+    """
+    row['h_mean_by_seed'] = {str(s): h for s, h in sorted(h_by_seed.items())}
+    row['h_mean_over_seeds'] = spread(list(h_by_seed.values()))
+    row['failed_seeds'] = sorted(failed or {})
+    return row
+
+
+def _per_task(values, fmt) -> str:
+    return ' / '.join('–' if v is None else fmt(v) for v in values or []) \
+        or '–'
 
 
 def _fmt(value, spec: str = '.2f', pct: bool = False) -> str:
@@ -95,10 +126,12 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
     lines = [
         '| method | H-Mean per task (%) | mean H (%) | final mAP (%) '
         'forgotten / previously forgotten / retained | residual own / any '
-        '@0.3 (%) | trainable params | train s/iter (× full FT) | train '
+        '@0.3 (%) | mean H over seeds (%): mean ± std (min–max) | LoRA '
+        'groups on per task | non-zero adapter params per task | '
+        'trainable params | train s/iter (× full FT) | train '
         'memory MiB (× full FT) | inference × base | same #params | '
         'wall min |',
-        '|---|---|---|---|---|---|---|---|---|---|---|']
+        '|' + '---|' * 14]
     for r in rows:
         pct = {k: _fmt(r.get(k), '.1f', True) for k in (
             'h_mean_avg', 'mAP_forget_final', 'mAP_old_final',
@@ -106,12 +139,20 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
         hs = ' / '.join(_fmt(h, '.1f', True)
                         for h in r.get('h_mean_per_task') or []) or '–'
         label = r['label'] + (' (failed)' if 'error' in r else '')
+        seeds = format_spread(r.get('h_mean_over_seeds') or {})
+        if r.get('failed_seeds'):
+            seeds += ' (failed: seed ' + ', '.join(
+                map(str, r['failed_seeds'])) + ')'
+        groups = _per_task(r.get('groups_on_per_task'),
+                           lambda g: f'{g[0]}/{g[1]}')
+        nonzero = _per_task(r.get('adapter_nonzero_per_task'),
+                            lambda n: f'{n:,d}')
         lines.append(
             f"| {label} | {hs} | **{pct['h_mean_avg']}** | "
             f"{pct['mAP_forget_final']} / {pct['mAP_old_final']} / "
             f"{pct['mAP_retain_final']} | {pct['residual_own_final']} / "
-            f"{pct['residual_any_final']} | "
-            f"{_fmt(r.get('trainable_params'), ',d')} | "
+            f"{pct['residual_any_final']} | {seeds} | {groups} | "
+            f"{nonzero} | {_fmt(r.get('trainable_params'), ',d')} | "
             f"{_fmt(r.get('sec_per_iter'))} ({_fmt(r.get('time_ratio'))}) | "
             f"{_fmt(r.get('train_mib'), '.0f')} "
             f"({_fmt(r.get('memory_ratio'))}) | "

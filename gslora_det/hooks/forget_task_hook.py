@@ -37,14 +37,15 @@ from gslora_det.evaluation.evaluate import strip_prefix
 from gslora_det.group_lasso import group_norms
 from gslora_det.hooks.eval_progress_hook import set_eval_subject
 from gslora_det.hooks.save_predictions_hook import set_eval_phase
-from gslora_det.inject import lora_state_dict, merged_state_dict
+from gslora_det.inject import lora_state_dict, merge_lora, merged_state_dict
 from gslora_det.io_utils import atomic_write_text
 from gslora_det.lora import lora_modules
 from gslora_det.report.manifest import (MANIFEST_NAME, build_manifest,
                                         utc_from_timestamp, utc_now,
                                         write_manifest)
 from gslora_det.report.plots import plot_per_class_ap
-from gslora_det.report.task_report import build_report
+from gslora_det.report.task_report import build_report, describe_groups
+from gslora_det.zero_groups import split_groups
 
 _TIME_KEY = 'gslora_train_time_s'
 #: Where ForgetControllerHook keeps its state (gslora_det/controller.py).
@@ -183,8 +184,12 @@ class ForgetTaskHook(Hook):
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters()
                         if p.requires_grad)
-        for _, module in lora_modules(model):
-            module.merge(safe_merge=True)  # refuses NaN/Inf
+        # Refuses NaN/Inf; leaves a layer with an exactly zero update as is.
+        skipped = merge_lora(model, safe_merge=True)['skipped']
+        if skipped:
+            runner.logger.info(f'merge: skipped {len(skipped)} LoRA layers '
+                               'with an exactly zero update (base weights '
+                               f'bit-identical): {skipped}')
         merged = merged_state_dict(model)
         if is_main_process():
             self._write_outputs(runner, model, adapter, merged, after, norms,
@@ -217,9 +222,11 @@ class ForgetTaskHook(Hook):
                               'input_checkpoint_sha256'),
                           merged_path=osp.join(work_dir, self.merged_name),
                           legacy_name=self.adapter_name)
+        zero = split_groups(adapter, model.lora_cfg['group_pattern'],
+                            list(norms))[1]
         report = build_report(task, sets, self._before, after, norms,
                               trainable, total, train_time,
-                              self.inactive_rel_threshold)
+                              self.inactive_rel_threshold, zero)
         report['lora_init'] = dict(
             task_index=getattr(model, 'task_index', None),
             init_a_gain=next((m.init_a_gain for _, m in lora_modules(model)),
@@ -259,8 +266,7 @@ class ForgetTaskHook(Hook):
             f'{report["mAP_forget_after"]:.3f}, retain mAP '
             f'{report["mAP_retain_before"]:.3f} -> '
             f'{report["mAP_retain_after"]:.3f}, H-Mean '
-            f'{report["h_mean"]:.3f}; groups switched off: '
-            f'{report["inactive_groups"] or "none"}; wrote '
+            f'{report["h_mean"]:.3f}; {describe_groups(report)}; wrote '
             f'{self.merged_name}, {self.adapter_name}, '
             f'{self.manifest_name}, {self.report_name}')
 

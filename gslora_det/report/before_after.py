@@ -39,6 +39,17 @@ def _xyxy(bbox: Sequence[float]) -> List[float]:
     return [x, y, x + w, y + h]
 
 
+def short_name(file_name: str, max_chars: int = 24) -> str:
+    """The image's base name, cut in the middle to ``max_chars``: real
+    photo sets carry long export names (Roboflow's ``..._jpg.rf.<hash>``)
+    that would run into the next row's label."""
+    name = osp.basename(file_name)
+    if len(name) <= max_chars:
+        return name
+    keep = max_chars - 1
+    return name[:(keep + 1) // 2] + '…' + name[-(keep // 2):]
+
+
 def relabelled_detections(gt_boxes: np.ndarray, gt_labels: np.ndarray,
                           det_boxes: np.ndarray, det_labels: np.ndarray,
                           det_scores: np.ndarray, score_thr: float = 0.3,
@@ -238,7 +249,8 @@ def draw_before_after(ann_file: str, img_dir: str, before_json: str,
                              f'{before_label if col == 0 else after_label}',
                              fontsize=10, fontweight='bold')
         axes[row][0].set_ylabel(
-            f'{info["file_name"]} (id {img_id})\n{len(gts[img_id])} '
+            f'{short_name(info["file_name"])} (id {img_id})\n'
+            f'{len(gts[img_id])} '
             'forgotten object(s)', fontsize=8)
     head = f'{title}\n' if title else ''
     fig.suptitle(f'{head}forgotten: {", ".join(forget_classes)}; '

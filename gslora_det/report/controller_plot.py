@@ -37,6 +37,12 @@ def controller_figure(section: Mapping) -> Figure:
                   f'{section.get("steps")} steps', fontsize=9)
     bottom.plot(steps, [p['multiplier'] for p in traj], marker='s',
                 color='black', label='multiplier λ (before the check)')
+    held = [p for p in traj if p.get('held')]
+    if held:  # λ kept (not raised) although unmet: the retained loss was up
+        bottom.scatter([p['iter'] for p in held],
+                       [p['multiplier'] for p in held], s=90,
+                       facecolors='none', edgecolors='#ff7f0e', zorder=3,
+                       label='held: unmet, retained loss up')
     bottom.set_yscale('log')
     bottom.set_ylabel('λ')
     bottom.set_xlabel('training step')

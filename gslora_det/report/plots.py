@@ -199,7 +199,10 @@ def group_norms_figure(reports: Sequence[Mapping]) -> Figure:
     """
     groups: List[str] = list(dict.fromkeys(
         g for r in reports for g in r.get('group_norms') or {}))
-    values = [[(r.get('group_norms') or {}).get(g, math.nan) for g in groups]
+    # A group whose update is exactly zero (the prox zeroes B and keeps A,
+    # so its norm is not 0) is drawn as the hatched 0 it is.
+    values = [[0.0 if g in (r.get('groups_exactly_zero') or ()) else
+               (r.get('group_norms') or {}).get(g, math.nan) for g in groups]
               for r in reports]
     fig = Figure(figsize=(max(6.0, 0.9 * len(groups) + 3.0),
                           max(2.8, 0.6 * len(reports) + 2.0)))
@@ -208,8 +211,9 @@ def group_norms_figure(reports: Sequence[Mapping]) -> Figure:
                                    for i, r in enumerate(reports)],
                       groups, [r.get('inactive_groups') for r in reports])
     ax.set_xlabel('LoRA group (transformer layer)')
-    ax.set_title('LoRA group norms after each task\n("off": switched off '
-                 'by the group lasso)', fontsize=10)
+    ax.set_title('LoRA group norms after each task\n(hatched 0: update '
+                 'exactly zero; "off": below the relative threshold)',
+                 fontsize=10)
     return fig
 
 

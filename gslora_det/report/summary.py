@@ -51,6 +51,9 @@ def task_row(report: Mapping) -> Dict:
     row[f'residual_any@{RESIDUAL_THR}_after'] = res.get(
         f'residual_any@{RESIDUAL_THR}')
     row['groups_off'] = list(report.get('inactive_groups') or [])
+    # None: a report from before the on / exactly-zero split.
+    on = report.get('groups_on')
+    row['groups_on'] = None if on is None else list(on)
     row['groups_total'] = len(report.get('group_norms') or {})
     return row
 
@@ -61,11 +64,13 @@ def task_table(reports: Sequence[Mapping]) -> str:
     lines = [
         '| task | forgotten classes | mAP forget before → after (%) | '
         'mAP retain before → after (%) | mAP old after (%) | H-Mean (%) | '
-        f'residual own / any @{RESIDUAL_THR} after (%) | groups off | '
-        'trainable params | train s |',
-        '|---|---|---|---|---|---|---|---|---|---|'
+        f'residual own / any @{RESIDUAL_THR} after (%) | groups on | '
+        'groups off | trainable params | train s |',
+        '|---|---|---|---|---|---|---|---|---|---|---|'
     ]
     for r in map(task_row, reports):
+        on = '–' if r['groups_on'] is None else \
+            f'{len(r["groups_on"])}/{r["groups_total"]}'
         lines.append(
             f'| {r["task"]} | {", ".join(r["forget_classes"] or [])} | '
             f'{_pct(r["mAP_forget_before"])} → {_pct(r["mAP_forget_after"])}'
@@ -74,7 +79,7 @@ def task_table(reports: Sequence[Mapping]) -> str:
             f'{_pct(r["h_mean"])} | '
             f'{_pct(r[f"residual_own@{RESIDUAL_THR}_after"])} / '
             f'{_pct(r[f"residual_any@{RESIDUAL_THR}_after"])} | '
-            f'{len(r["groups_off"])}/{r["groups_total"]} | '
+            f'{on} | {len(r["groups_off"])}/{r["groups_total"]} | '
             f'{r["trainable_params"] or 0:,} | '
             f'{r["train_time_s"] or 0:.0f} |')
     return '\n'.join(lines)
@@ -226,7 +231,9 @@ def _markdown(summary: Mapping, reports: Sequence[Mapping],
              '(`summary.json` keeps them on the 0-1 scale); residual '
              'own / any @τ: share (%) of the forgotten objects still covered '
              '(IoU ≥ 0.5) by a detection of score ≥ τ of their own class / '
-             'of any class.', '',
+             'of any class. Groups on: LoRA groups whose update is not '
+             'exactly zero (the layers the task changed); groups off: those '
+             "whose norm ends below the report's relative threshold.", '',
              task_table(reports), '', '## Residual detection of the '
              'forgotten objects (before → after, %)', '',
              residual_table(reports), '', '## Plots', '']

@@ -1,10 +1,18 @@
 """The content of a task's ``forget_report.json`` (mAPs on the 0-1 scale)."""
-from typing import Dict
+from typing import Dict, Mapping, Optional, Sequence
+
+#: The report's ``groups_exactly_zero_rule``.
+ZERO_RULE = ('a group is exactly zero when the LoRA update s·B·A of each of '
+             'its layers is exactly zero (lora_B or lora_A all zeros; '
+             'group_norms also counts the other factor, so it can be > 0): '
+             'merging left its base weights bit-identical and the adapter '
+             'stores none of its tensors')
 
 
 def build_report(task: Dict, sets: Dict, before: Dict, after: Dict,
                  norms: Dict[str, float], trainable: int, total: int,
-                 train_time: float, inactive_rel_threshold: float) -> Dict:
+                 train_time: float, inactive_rel_threshold: float,
+                 zero_groups: Optional[Sequence[str]] = None) -> Dict:
     """The report of one task.
 
     Args:
@@ -18,6 +26,13 @@ def build_report(task: Dict, sets: Dict, before: Dict, after: Dict,
         train_time (float): Training seconds (across resumes).
         inactive_rel_threshold (float): A group below this fraction of the
             largest norm counts as switched off.
+        zero_groups (Sequence[str], optional): The groups whose update is
+            exactly zero (:func:`gslora_det.zero_groups.split_groups`);
+            None: those whose norm is exactly 0.0.
+
+    Returns:
+        dict: The report; ``groups_on`` (model order) and
+        ``groups_exactly_zero`` split ``group_norms``' groups.
     """
     from gslora_det.evaluation import h_mean
     from gslora_det.group_lasso import inactive_groups
@@ -25,6 +40,8 @@ def build_report(task: Dict, sets: Dict, before: Dict, after: Dict,
     f_after = after.get('mAP_forget')
     r_after = after.get('mAP_retain')
     per_class = sorted(k for k in after if k.startswith('AP_'))
+    zero = set(zero_groups if zero_groups is not None else
+               (k for k, v in norms.items() if v == 0.0))
     return dict(
         task=task.get('index', 1),
         forget_classes=sets.get('forget', task.get('forget_classes')),
@@ -48,7 +65,23 @@ def build_report(task: Dict, sets: Dict, before: Dict, after: Dict,
                         if k.startswith('residual')},
         group_norms=norms,
         inactive_groups=inactive_groups(norms, inactive_rel_threshold),
+        groups_on=[k for k in norms if k not in zero],
+        groups_exactly_zero=[k for k in norms if k in zero],
+        groups_exactly_zero_rule=ZERO_RULE,
         trainable_params=trainable,
         total_params=total,
         train_time_s=round(train_time, 2),
     )
+
+
+def describe_groups(report: Mapping) -> str:
+    """The report's groups in one line (the task's log): on, exactly
+    zero, and below the relative norm threshold."""
+    def names(groups):
+        return ', '.join(groups) if groups else 'none'
+
+    on = report['groups_on']
+    return (f'groups on: {len(on)}/{len(report["group_norms"])} '
+            f'({names(on)}); exactly zero: '
+            f'{names(report["groups_exactly_zero"])}; below the relative '
+            f'norm threshold: {names(report["inactive_groups"])}')
