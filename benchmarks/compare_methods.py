@@ -268,11 +268,9 @@ def main():
     from gslora_det.benchmark.groups import task_adapter_nonzero
     from gslora_det.benchmark.table import (method_row, with_seeds,
                                             write_results)
-    from gslora_det.data.shapes import (generate_shapes_dataset,
-                                        shapes_dataset_ready)
+    from gslora_det.benchmark.data import ensure_data
     start = time.time()
-    if not shapes_dataset_ready('data/shapes'):
-        generate_shapes_dataset('data/shapes')
+    ensure_data('shapes')
     base = args.base_checkpoint
     pretrain_s = 0.0
     if not osp.isfile(base):

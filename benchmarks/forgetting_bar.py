@@ -94,6 +94,14 @@ def parse_task_refs(items):
     return out
 
 
+def bar_fields(bar: dict) -> dict:
+    """A row's verdict and measured values from :func:`check_bar`."""
+    return dict(bar='met' if bar['met'] else 'MISSED: ' +
+                '; '.join(bar['failed']),
+                **{k: bar[k] for k in ('forget_map', 'old_map', 'retain_drop',
+                                       'own', 'any', 'num_gt')})
+
+
 def retrained_row(seq: str, task_report: dict, attack_dir: str):
     """The bar row of a model retrained without a task's classes."""
     from gslora_det.benchmark.bar import check_bar, retrained_report
@@ -101,30 +109,22 @@ def retrained_row(seq: str, task_report: dict, attack_dir: str):
         pseudo = retrained_report(json.load(f))
     if pseudo is None:  # attacked without a retrained model
         return None
-    bar = check_bar(pseudo)
     return dict(sequence=seq, task=f'{task_report["task"]} (retrained)',
                 forget=', '.join(task_report['forget_classes']),
-                bar='met' if bar['met'] else 'MISSED: ' +
-                '; '.join(bar['failed']), controller='-', steps=None,
-                fixed_steps=None, train_min=None, kind='retrained',
-                **{k: bar[k] for k in ('forget_map', 'old_map', 'retain_drop',
-                                       'own', 'any', 'num_gt')})
+                controller='-', steps=None, fixed_steps=None, train_min=None,
+                kind='retrained', **bar_fields(check_bar(pseudo)))
 
 
 def row(seq: str, spec: dict, report: dict) -> dict:
     from gslora_det.benchmark.bar import check_bar
-    bar = check_bar(report)
     ctl = report.get('controller') or {}
     return dict(sequence=seq, task=report['task'],
                 forget=', '.join(report['forget_classes']),
-                bar='met' if bar['met'] else 'MISSED: ' +
-                '; '.join(bar['failed']),
                 controller=ctl.get('status', '-'),
                 steps=ctl.get('steps', report.get('train_iters')),
                 fixed_steps=spec['fixed_steps'],
                 train_min=report['train_time_s'] / 60, kind='gslora',
-                **{k: bar[k] for k in ('forget_map', 'old_map', 'retain_drop',
-                                       'own', 'any', 'num_gt')})
+                **bar_fields(check_bar(report)))
 
 
 def pct(v) -> str:

@@ -36,6 +36,30 @@ def workspace(tmp_path_factory):
     return root
 
 
+def load_script(path, name=None):
+    """Import a script of ``tools/`` or ``benchmarks/`` (not a package)
+    as a module; ``path`` is relative to the repository."""
+    import importlib.util
+    name = name or osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_sequence_inputs(tmp_path, num_tasks=2):
+    """Task config files and a base checkpoint that only a fake training
+    script reads: ``(task paths, base path)``."""
+    tasks = []
+    for k in range(1, num_tasks + 1):
+        tasks.append(str(tmp_path / f'task{k}.py'))
+        with open(tasks[-1], 'w') as f:
+            f.write('x = 1\n')
+    base = tmp_path / 'base.pth'
+    base.write_text('base')
+    return tasks, base
+
+
 def run_tool(script, *args, cwd, check=True, timeout=900):
     """Run ``tools/<script>`` in a child process (as a user would)."""
     env = dict(os.environ)

@@ -2,7 +2,6 @@
 single-file format they replace, and tools/apply_adapter.py: merge, unmerge,
 and what is refused."""
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,7 +9,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import TASK_CFGS, TOOLS, run_tool
+from conftest import TASK_CFGS, load_script, run_tool
 
 CLASSES = dict(forget=['blue_triangle', 'orange_star'],
                retain=['red_circle'], old=[])
@@ -139,10 +138,7 @@ def test_old_single_file_adapter_still_merges(task, tmp_path):
 
 
 def _apply_main():
-    spec = importlib.util.spec_from_file_location(
-        'apply_adapter', osp.join(TOOLS, 'apply_adapter.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools/apply_adapter.py', 'apply_adapter')
     return module.main
 
 

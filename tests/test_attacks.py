@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from conftest import PRETRAIN_CFG, REPO, run_tool
+from conftest import PRETRAIN_CFG, REPO, load_script, run_tool
 from gslora_det.attacks import (MISSED, AttackSubset, DropClassesDataset,
                                 confusion_rows, recovery_gap, run_key)
 from gslora_det.attacks.configs import plan, run_cfg
@@ -353,11 +353,7 @@ def test_class_head_of_each_detr_family_member():
 
 # ------------------------------------------------------ bad input, retrain
 def load_tool(name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(osp.join('tools', f'{name}.py'), f'tool_{name}')
     return module
 
 

@@ -1,12 +1,11 @@
 """The benchmark's and the α sweep's tables and plots, on hand-made
 reports (the runs themselves are benchmarks, not tests)."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 from gslora_det.benchmark.table import (markdown_table, method_row,
                                         write_results)
 
@@ -102,10 +101,7 @@ def test_write_results(tmp_path):
 
 
 def load_sweep():
-    spec = importlib.util.spec_from_file_location(
-        'alpha_sweep', osp.join(REPO, 'benchmarks', 'alpha_sweep.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('benchmarks/alpha_sweep.py', 'alpha_sweep')
     return module
 
 

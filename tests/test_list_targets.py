@@ -1,18 +1,14 @@
 """tools/list_lora_targets.py: candidates, selection, groups, errors."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
-from conftest import CONFIGS, TASK_CFGS, TOOLS
+from conftest import CONFIGS, TASK_CFGS, load_script
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'list_lora_targets', osp.join(TOOLS, 'list_lora_targets.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools/list_lora_targets.py', 'list_lora_targets')
     return module
 
 

@@ -2,7 +2,6 @@
 sequence children that keep their config and environment dumps in the log
 file, tools/train.py's mmdet flags, and the installer's progress parsing."""
 import glob
-import importlib.util
 import os.path as osp
 import shutil
 import subprocess
@@ -11,14 +10,11 @@ import uuid
 
 import pytest
 
-from conftest import PRETRAIN_CFG, REPO, TOOLS
+from conftest import PRETRAIN_CFG, REPO, fake_sequence_inputs, load_script
 
 
 def load_train_tool():
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(TOOLS, 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools/train.py', 'train_tool')
     return module
 
 
@@ -60,12 +56,7 @@ def test_run_sequence_progress_and_quiet_children(tmp_path, monkeypatch,
         'open(os.path.join(work, "merged.pth"), "w").write("x")\n'
         'json.dump(dict(argv=sys.argv), open(os.path.join(work, '
         '"forget_report.json"), "w"))\n')
-    tasks = []
-    for k in (1, 2):
-        tasks.append(str(tmp_path / f'task{k}.py'))
-        open(tasks[-1], 'w').write('x = 1\n')
-    base = tmp_path / 'base.pth'
-    base.write_text('base')
+    tasks, base = fake_sequence_inputs(tmp_path)
     run = str(tmp_path / 'run')
 
     def start():

@@ -1,7 +1,6 @@
 """Tests for gslora_det.report (plots, manifest, run summary) and the
 checks of tools/verify.py, on hand-made reports and tiny tensors (fast)."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -9,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import TOOLS
+from conftest import load_script
 
 PNG = b'\x89PNG\r\n\x1a\n'
 CLASSES = ['red_circle', 'green_square', 'blue_triangle', 'yellow_diamond']
@@ -212,10 +211,7 @@ def test_read_manifest_rejects_other_json(tmp_path):
 
 
 def load_verify():
-    spec = importlib.util.spec_from_file_location(
-        'verify_tool', osp.join(TOOLS, 'verify.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools/verify.py', 'verify_tool')
     return module
 
 

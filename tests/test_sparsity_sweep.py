@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, fake_sequence_inputs, load_script
 from gslora_det.benchmark import sparsity
 from gslora_det.benchmark.groups import (adapter_nonzero_params,
                                          exactly_zero_groups, format_spread,
@@ -206,11 +206,7 @@ def test_compare_methods_runs_every_seed_and_reports_the_spread(
     the options, a failed seed left out of the spread."""
     import importlib.util
     import gslora_det.data.shapes as shapes
-    spec = importlib.util.spec_from_file_location(
-        'compare_methods', osp.join(REPO, 'benchmarks',
-                                    'compare_methods.py'))
-    cm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cm)
+    cm = load_script('benchmarks/compare_methods.py', 'compare_methods')
     monkeypatch.setattr(shapes, 'shapes_dataset_ready', lambda root: True)
     calls = []
 
@@ -289,12 +285,7 @@ def test_sweep_loop_progress_reuse_and_outputs(tmp_path, monkeypatch, capfd):
                         lambda *a, **k: None)
     script = tmp_path / 'fake_train.py'
     script.write_text(FAKE_TRAIN)
-    tasks = []
-    for k in (1, 2):
-        tasks.append(str(tmp_path / f'task{k}.py'))
-        open(tasks[-1], 'w').write('x = 1\n')
-    base = tmp_path / 'base.pth'
-    base.write_text('base')
+    tasks, base = fake_sequence_inputs(tmp_path)
     models = dict(tiny=ModelSpec('unused.py', str(base), tuple(tasks),
                                  data=None))
     grid = settings_grid([0, 0.03], ['proximal'])
@@ -388,10 +379,7 @@ def test_six_by_six_configs_parse_and_build_twelve_groups():
 # -------------------------------------------------------------- the CLIs
 def load_cli():
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'sparsity_sweep', osp.join(REPO, 'benchmarks', 'sparsity_sweep.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('benchmarks/sparsity_sweep.py', 'sparsity_sweep')
     return module
 
 

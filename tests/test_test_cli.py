@@ -3,7 +3,6 @@ pickle), ``--metrics-out``, ``--show-dir`` / ``--show-score-thr``; the
 argument and config checks run in-process (fast), one real test pass on the
 tiny shapes detector."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -12,7 +11,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from conftest import PRETRAIN_CFG, TOOLS, run_tool
+from conftest import PRETRAIN_CFG, load_script, run_tool
 from gslora_det.config_checks import ConfigError
 from gslora_det.evaluation.evaluate import enable_visualization
 
@@ -21,10 +20,7 @@ from gslora_det.evaluation.evaluate import enable_visualization
 def tool(monkeypatch):
     """tools/test.py as a module (LOCAL_RANK kept out of this process)."""
     monkeypatch.setenv('LOCAL_RANK', '0')
-    spec = importlib.util.spec_from_file_location(
-        'test_tool', osp.join(TOOLS, 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools/test.py', 'test_tool')
     return module
 
 

@@ -4,7 +4,6 @@ their base weights stay bit-identical; older adapters still load, and a
 stored group's missing tensor is an error that names it. Toy modules only.
 """
 import copy
-import importlib.util
 import json
 import os.path as osp
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import TOOLS
+from conftest import load_script
 
 RANK = 2
 #: Model order; the middle two end exactly zero (B only / A and B).
@@ -228,10 +227,7 @@ def test_cli_merges_and_reports_skipped_groups(toy, tmp_path, capsys):
     model, base = toy
     folder = _save(model, tmp_path)
     save_checkpoint_atomic(dict(state_dict=base), str(tmp_path / 'b.pth'))
-    spec = importlib.util.spec_from_file_location(
-        'apply_adapter', osp.join(TOOLS, 'apply_adapter.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/apply_adapter.py', 'apply_adapter')
     tool.main([str(tmp_path / 'b.pth'), folder, '-o',
                str(tmp_path / 'm.pth')])
     _check_merged(load_checkpoint_safely(str(tmp_path / 'm.pth'))[

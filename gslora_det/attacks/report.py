@@ -40,7 +40,9 @@ def headline(runs: List[Mapping]) -> Dict:
                 recovered=recovered(merged, merged.get('none')))
 
 
-def _pct(value: Optional[float], signed: bool = False) -> str:
+def percent_text(value: Optional[float], signed: bool = False) -> str:
+    """A 0-1 value in % for tables; '-' for None or a negative value (COCO's
+    -1: no ground truth), unless ``signed`` (a difference)."""
     if value is None or value < 0 and not signed:
         return '-'
     return f'{100 * value:+.1f}' if signed else f'{100 * value:.1f}'
@@ -77,17 +79,17 @@ def markdown(report: Mapping) -> str:
                   '| attack | merged | retrained | gap |',
                   '| --- | ---: | ---: | ---: |']
         for key, gap in head['gap'].items():
-            lines.append(f'| {key} | {_pct(head["merged"][key])} | '
-                         f'{_pct(head["retrained"].get(key))} | '
-                         f'{_pct(gap, signed=True)} |')
+            lines.append(f'| {key} | {percent_text(head["merged"][key])} | '
+                         f'{percent_text(head["retrained"].get(key))} | '
+                         f'{percent_text(gap, signed=True)} |')
     else:
         lines += ['## Forgotten mAP recovered by each attack (merged model; '
                   'no retrained model given)', '',
                   '| attack | forgotten mAP | recovered (points) |',
                   '| --- | ---: | ---: |']
         for key, value in head['recovered'].items():
-            lines.append(f'| {key} | {_pct(head["merged"][key])} | '
-                         f'{_pct(value, signed=True)} |')
+            lines.append(f'| {key} | {percent_text(head["merged"][key])} | '
+                         f'{percent_text(value, signed=True)} |')
     lines += ['', '## All runs', '',
               '| model | attack | images | trained params | forgotten mAP '
               f'| residual own@{thr:g} | residual any@{thr:g} | retained '
@@ -99,9 +101,10 @@ def markdown(report: Mapping) -> str:
             f'| {r["model"]} | {run_key(r["attack"], r["k"])} | '
             f'{r["dataset_size"] or "-"} | '
             f'{format(t["num_params"], ",") if t else "-"} | '
-            f'{_pct(m.get("mAP_forget"))} '
-            f'| {_pct(m.get(own))} | {_pct(m.get(any_))} | '
-            f'{_pct(m.get("mAP_retain"))} | {_pct(m.get("mAP_old"))} |')
+            f'{percent_text(m.get("mAP_forget"))} '
+            f'| {percent_text(m.get(own))} | {percent_text(m.get(any_))} | '
+            f'{percent_text(m.get("mAP_retain"))} | '
+            f'{percent_text(m.get("mAP_old"))} |')
     lines += ['', f'## Confusion rows (objects of each forgotten class '
               f'detected as, score >= {thr:g})', '',
               '| model | attack | class | objects | detected as |',

@@ -11,7 +11,7 @@ Everything is written under the task's folder and reused when present
 """
 import json
 import os.path as osp
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence
 
 ATTACK_DIR = 'attacks'  #: under the task folder, as tools/forget_sequence.py
 RETRAIN_DIR = 'retrained'  #: under the task folder
@@ -80,10 +80,7 @@ def gap_rows(sequence: str, task: int, attack_dir: str) -> List[Dict]:
 
 def gap_markdown(rows: Sequence[Mapping]) -> str:
     """The recovery-gap table, in % (gap in points)."""
-    def pct(v: Optional[float], signed: bool = False) -> str:
-        if v is None:
-            return '-'
-        return f'{100 * v:+.1f}' if signed else f'{100 * v:.1f}'
+    from gslora_det.attacks.report import percent_text as pct
     lines = ['| sequence | task | attack | forgotten mAP % after attack: '
              'merged | retrained | recovery gap (points) |',
              '|---|---|---|---|---|---|']
