@@ -31,6 +31,7 @@ DEFAULT_ALPHAS = [0.0, 3e-4, 3e-3, 1e-2, 3e-2, 0.1]
 
 
 def parse_args():
+    from gslora_det.cli_options import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--base-checkpoint', default='work_dirs/demo/base.pth')
     p.add_argument('--work-dir', default='work_dirs/alpha_sweep')
@@ -40,7 +41,7 @@ def parse_args():
                    help='iterations per task (the task configs use 300)')
     p.add_argument('--rel-threshold', type=float, default=0.01,
                    help='a group is off below this fraction of the largest')
-    p.add_argument('--cfg-options', nargs='+', default=[])
+    add_cfg_options(p)
     return p.parse_args()
 
 

@@ -37,6 +37,7 @@ TASK_CONFIGS = [
 
 
 def main():
+    from gslora_det.cli_options import add_cfg_options
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--src', default='../shared/data/bccd',
                         help='BCCD folder (holding BCCD/Annotations)')
@@ -44,10 +45,10 @@ def main():
                         help='converted COCO output (the configs read '
                         'data/bccd)')
     parser.add_argument('--work-dir', default='work_dirs/bccd')
-    parser.add_argument('--pretrain-cfg-options', nargs='+', default=[],
-                        help='key=value overrides for the pretraining')
-    parser.add_argument('--task-cfg-options', nargs='+', default=[],
-                        help='key=value overrides for every forgetting task')
+    add_cfg_options(parser, '--pretrain-cfg-options',
+                    'key=value overrides for the pretraining')
+    add_cfg_options(parser, '--task-cfg-options',
+                    'key=value overrides for every forgetting task')
     args = parser.parse_args()
     from gslora_det.console import duration
     from gslora_det.data.bccd import bccd_converted, convert_bccd

@@ -44,6 +44,7 @@ REFERENCE = 'full_ft_gslora_loss'
 
 
 def parse_args():
+    from gslora_det.cli_options import add_cfg_options
     from gslora_det.baselines.methods import METHOD_PRESETS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--base-checkpoint', default='work_dirs/demo/base.pth',
@@ -68,10 +69,9 @@ def parse_args():
     p.add_argument('--runs-only', action='store_true',
                    help='only run the methods (e.g. a second process '
                    'sharing the work), no oracle, costs or table')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='key=value overrides for every task run')
-    p.add_argument('--oracle-cfg-options', nargs='+', default=[],
-                   help='key=value overrides for the oracle training')
+    add_cfg_options(p)
+    add_cfg_options(p, '--oracle-cfg-options',
+                    'key=value overrides for the oracle training')
     return p.parse_args()
 
 
@@ -225,13 +225,11 @@ default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
 def measure_costs(args, base, methods, final_ckpts):
     """Side-by-side training and inference costs (see the module doc)."""
     import torch
-    from mmengine.config import Config, DictAction
+    from mmengine.config import Config
+    from gslora_det.cli_options import parse_cfg_options
     from gslora_det.benchmark import costs
     from gslora_det.hooks.baseline_state_hook import first_train_batches
-    options = {'load_from': base}
-    for item in args.cfg_options:  # same parsing as --cfg-options
-        key, _, value = item.partition('=')
-        options[key] = DictAction._parse_iterable(value)
+    options = {'load_from': base, **parse_cfg_options(args.cfg_options)}
     cfg = costs.load_train_config(TASK_CONFIGS[0], options)
     batches = first_train_batches(cfg, 3)
     models = {}

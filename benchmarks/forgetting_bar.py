@@ -57,12 +57,12 @@ SEQUENCES = {
 
 
 def parse_args():
+    from gslora_det.cli_options import add_cfg_options
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sequences', nargs='+', default=list(SEQUENCES),
                    choices=list(SEQUENCES))
     p.add_argument('--work-dir', default='work_dirs/bar')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='key=value overrides for every task')
+    add_cfg_options(p)
     p.add_argument('--run-dirs', nargs='+', default=[], metavar='NAME=DIR',
                    help='a sequence\'s run directory (default: '
                    '<work-dir>/<name>), e.g. shapes=work_dirs/demo to read '

@@ -36,6 +36,7 @@ DEFAULT_ALPHAS = [0.0, 3e-4, 3e-3, 3e-2]
 
 
 def parse_args(argv=None):
+    from gslora_det.cli_options import add_cfg_options
     from gslora_det.benchmark.sparsity_run import MODELS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--models', nargs='+', default=list(MODELS),
@@ -50,8 +51,7 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', default='work_dirs/sparsity_sweep')
     p.add_argument('--bases', nargs='+', default=[], metavar='MODEL=PATH',
                    help='a model\'s base checkpoint instead of its default')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='key=value overrides for every task run')
+    add_cfg_options(p)
     p.add_argument('--plan', action='store_true',
                    help='print the settings and task runs, run nothing')
     return p.parse_args(argv)

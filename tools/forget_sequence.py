@@ -36,6 +36,7 @@ import argparse
 import os.path as osp
 import sys
 
+from gslora_det.cli_options import add_cfg_options
 from gslora_det.sequence import (Launch, SequenceError, format_table,
                                  run_sequence)
 
@@ -45,8 +46,7 @@ def main():
     parser.add_argument('task_configs', nargs='+', help='task configs')
     parser.add_argument('--base-checkpoint', required=True)
     parser.add_argument('--work-dir', required=True)
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='key=value overrides for every task')
+    add_cfg_options(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='start anew in a run dir of another sequence or '
                         'base checkpoint')

@@ -21,8 +21,9 @@ import os.path as osp
 import uuid
 from typing import Dict, List, Optional, Sequence, Union
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
+from gslora_det.cli_options import parse_cfg_options
 from gslora_det.sequence import MERGED, REPORT
 
 Options = Union[None, Dict, Sequence[str]]
@@ -35,13 +36,7 @@ def _options(cfg_options: Options) -> Dict:
         return {}
     if isinstance(cfg_options, dict):
         return dict(cfg_options)
-    out = {}
-    for item in cfg_options:
-        key, sep, value = str(item).partition('=')
-        if not sep:
-            raise ValueError(f'cfg option {item!r} is not key=value')
-        out[key] = DictAction._parse_iterable(value)
-    return out
+    return parse_cfg_options(cfg_options)
 
 
 def unique_experiment_name(cfg: Config) -> str:
