@@ -178,12 +178,15 @@ def draw_norm_heatmap(ax, norms, rows: Sequence[str], cols: Sequence[str],
     ax.set_xticks(range(len(cols)), cols, rotation=45 if tilt else 0,
                   ha='right' if tilt else 'center')
     ax.set_yticks(range(len(rows)), rows)
+    bar = ax.figure.colorbar(
+        image, ax=ax, label='group norm ‖(A, B)‖₂ (L2 of the LoRA weights)')
+    # The swatch goes under the colour bar, where it reads as the scale's
+    # "0" step; beside the axes it collided with the bar's label or a title.
     ax.legend(handles=[Patch(facecolor='white', edgecolor='#888888',
-                             hatch='///', label='exactly 0')], fontsize=8,
-              loc='upper left', bbox_to_anchor=(1.0, -0.03),  # under the bar
-              frameon=False, borderaxespad=0.2)
-    ax.figure.colorbar(image, ax=ax,
-                       label='group norm ‖(A, B)‖₂ (L2 of the LoRA weights)')
+                             hatch='///', label='exactly 0')], fontsize=7,
+              loc='upper center', bbox_to_anchor=(0.5, -0.02),
+              bbox_transform=bar.ax.transAxes, frameon=False,
+              borderaxespad=0.0, handlelength=1.2, handletextpad=0.3)
     return image
 
 
