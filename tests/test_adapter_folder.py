@@ -205,6 +205,7 @@ def test_sequence_adapters_merge_unmerge_and_verify(workspace, sequence_run,
     from gslora_det.checkpoint import load_checkpoint_safely, sha256_file
     run = sequence_run[0]
     previous = base_checkpoint
+    main = _apply_main()
     for k in (1, 2):
         folder = osp.join(run, f'task_{k}')
         adapter = osp.join(folder, 'adapter')
@@ -217,11 +218,11 @@ def test_sequence_adapters_merge_unmerge_and_verify(workspace, sequence_run,
         merged = load_checkpoint_safely(merged_path)['state_dict']
         base = load_checkpoint_safely(previous)['state_dict']
         out, back = str(tmp_path / f'm{k}.pth'), str(tmp_path / f'b{k}.pth')
-        run_tool('apply_adapter.py', previous, adapter, '-o', out,
-                 cwd=workspace)
+        # the tool's own main (its CLI in a child process: see
+        # test_apply_adapter_cli), in this process to spare 4 start-ups
+        main([previous, adapter, '-o', out])
         _close(load_checkpoint_safely(out)['state_dict'], merged)
-        run_tool('apply_adapter.py', merged_path, adapter, '--unmerge', '-o',
-                 back, cwd=workspace)
+        main([merged_path, adapter, '--unmerge', '-o', back])
         _close(load_checkpoint_safely(back)['state_dict'], base, atol=1e-5)
         previous = merged_path
     assert config['previously_forgotten'] == ['blue_triangle', 'orange_star']

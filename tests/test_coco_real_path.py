@@ -6,7 +6,8 @@ ids and the layout of ``data/coco``; the checkpoint (``zoo_checkpoint``) is
 mmdet's R50 Deformable DETR with random weights, published through mmdet's
 ``publish_model.py``. Only data and weights are stand-ins. The task configs
 are the real ones; runs here inherit them and only shrink the images to
-128 px and the schedule to one epoch (R50 runs on the CPU).
+64 px (the stand-in's own size; plumbing, not accuracy, is tested here) and
+the schedule to one epoch (R50 runs on the CPU).
 """
 import copy
 import json
@@ -30,11 +31,11 @@ _train = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys={meta!r})]
 _test = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys={meta!r}[:5])]
 _split = dict(type='ForgetRetainCocoDataset', data_root='data/coco/',
@@ -56,7 +57,7 @@ def task_config(task: int) -> str:
 
 
 def small_config(folder, task: int) -> str:
-    """The real task config with 128-px images (written into ``folder``)."""
+    """The real task config with 64-px images (written into ``folder``)."""
     path = osp.join(str(folder), f'small_task{task}_coco.py')
     with open(path, 'w') as f:
         f.write(SMALL_IMAGES.format(base=task_config(task), meta=META))
@@ -289,7 +290,7 @@ def test_test_py_forget_classes_on_the_coco_base_config(coco_standin,
     run_tool('test.py', COCO_BASE, zoo_checkpoint, '--forget-classes',
              'banana', 'apple', '--previously-forgotten', 'horse',
              '--metrics-out', out, '--cfg-options',
-             'test_dataloader.dataset.pipeline.1.scale=(128,128)',
+             'test_dataloader.dataset.pipeline.1.scale=(64,64)',
              'test_dataloader.num_workers=0',
              'test_dataloader.persistent_workers=False', cwd=coco_standin)
     with open(out) as f:
