@@ -18,8 +18,10 @@ from mmengine.config import DictAction
 EXAMPLE = 'train_cfg.max_iters=100'
 
 
-class ForwardedCfgOptions(DictAction):
-    """``DictAction`` parsing, ``key=value`` strings kept for the children.
+class ForwardedCfgOptions(argparse.Action):
+    """Checked with ``DictAction``'s value parser, kept as ``key=value``
+    strings for the children (an ``argparse.Action``: nothing of
+    ``DictAction.__call__``, which builds a dict, is reused).
 
     ``namespace.<dest>`` becomes a list of the strings (empty by default);
     :func:`parse_cfg_options` gives the dict that ``DictAction`` would.
