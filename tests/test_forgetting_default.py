@@ -12,7 +12,7 @@ from gslora_det.data import SHAPES_CLASS_NAMES, ForgetRetainCocoDataset
 from gslora_det.data.forget_retain_split import (ForgetRetainSplit,
                                                  add_task_meta_keys,
                                                  clear_inner_cache)
-from gslora_det.evaluation.forget_probe import forgotten_gt, forgotten_map
+from gslora_det.evaluation.forget_probe import class_gt, class_map
 from gslora_det.forget_terms import FORGET_TERMS, check_terms
 from gslora_det.forgetting_setup import (detector_train_dataset,
                                          forgetting_dataloader,
@@ -193,7 +193,7 @@ def test_unmet_with_retained_up_holds_the_multiplier_for_max_hold_checks():
     state = ctl.update(CFG, ctl.initial_state(CFG), 25, UNMET, 1.0)
     held = ctl.update(CFG, state, 50, UNMET, 1.3)
     assert held['multiplier'] == state['multiplier'] == 2.0
-    assert held['history'][-1]['retain_up'] is True
+    assert held['history'][-1]['retain_harmed'] is True
     assert held['history'][-1]['held'] is True
     held = ctl.update(CFG, held, 75, UNMET, 1.3)
     assert held['multiplier'] == 2.0 and held['held'] == CFG['max_hold']
@@ -205,6 +205,71 @@ def test_unmet_with_retained_up_holds_the_multiplier_for_max_hold_checks():
     assert ctl.update(CFG, raised, 125, UNMET, 1.3)['multiplier'] == 4.0
     never = ctl.controller_cfg(dict(max_hold=0))
     assert ctl.update(never, state, 50, UNMET, 1.3)['multiplier'] == 4.0
+
+
+def test_the_held_out_retained_map_guards_instead_of_the_loss():
+    # Before the task the retained classes score 0.80 on the held-out
+    # images; the tolerance is 0.01 (absolute).
+    state = ctl.initial_state(CFG, retain_map_ref=0.80)
+    # Unmet; the retained loss doubled but the mAP held: not harmed, raise.
+    state = ctl.update(CFG, state, 25, UNMET, 1.0, retain_map=0.80)
+    state = ctl.update(CFG, state, 50, UNMET, 2.0, retain_map=0.795)
+    assert state['multiplier'] == 4.0
+    assert state['history'][-1]['retain_harmed'] is False
+    assert state['history'][-1]['retain_map'] == 0.795
+    # Unmet, the mAP 2 points down (loss flat): harmed, λ held.
+    state = ctl.update(CFG, state, 75, UNMET, 1.0, retain_map=0.78)
+    assert state['multiplier'] == 4.0 and state['history'][-1]['held']
+    # Met while still harmed: λ halves and the task goes on...
+    state = ctl.update(CFG, state, 100, MET, 1.0, retain_map=0.78)
+    assert state['multiplier'] == 2.0 and state['status'] == 'running'
+    # ...until the retained mAP is back within the tolerance twice.
+    state = ctl.update(CFG, state, 125, MET, 1.0, retain_map=0.792)
+    state = ctl.update(CFG, state, 150, MET, 1.0, retain_map=0.791)
+    assert state['status'] == 'met' and state['multiplier'] == 2.0
+    done = ctl.finish(CFG, state, 150)
+    assert 'retained mAP on held-out training images 80.0 -> 79.1 %' in \
+        ctl.describe(CFG, done)
+
+
+def test_without_a_retained_map_the_loss_still_guards():
+    assert ctl.retain_harmed(CFG, dict(retain_ref=1.0, retain_map_ref=0.8),
+                             1.2, None)
+    assert not ctl.retain_harmed(CFG, dict(retain_ref=1.0), 1.05, None)
+    # A state saved before the map guard existed has no retain_map_ref.
+    assert ctl.retain_harmed(CFG, dict(retain_ref=1.0), 1.2, 0.1)
+    with pytest.raises(ValueError, match='retain_map_tolerance'):
+        ctl.controller_cfg(dict(retain_map_tolerance=1.5))
+
+
+def test_held_out_retain_images_are_never_replay_images():
+    from mmengine.dataset import BaseDataset
+
+    from gslora_det.data.forget_retain_split import ForgetRetainSplit
+
+    class Toy(BaseDataset):
+        METAINFO = dict(classes=('a', 'b', 'c'))
+
+        def load_data_list(self):
+            # Image k holds class k % 3 (and class a on every 5th image).
+            return [dict(img_path=f'{k}.png', img_id=k, instances=[
+                dict(bbox=[0, 0, 4, 4], bbox_label=k % 3, ignore_flag=0)] + (
+                [dict(bbox=[5, 5, 9, 9], bbox_label=0, ignore_flag=0)]
+                if k % 5 == 0 else [])) for k in range(60)]
+
+    split = ForgetRetainSplit(Toy(pipeline=[],
+                                  serialize_data=False),
+                              role='retain', forget_classes=['c'],
+                              sample_ratio=0.25)
+    held = split.held_out_infos(10, seed=0)
+    replay = {i['img_path'] for i in split.data_list}
+    assert len(held) == 10 and not replay & {i['img_path'] for i in held}
+    # Retained objects only (the held-out images' c objects are not GT).
+    assert all(ins['bbox_label'] in (0, 1) for i in held
+               for ins in i['instances'])
+    assert held == split.held_out_infos(10, seed=0)  # the same every time
+    # 60 images, 44 with a retained object, 11 replay: 33 held out at most.
+    assert len(split.held_out_infos(1000)) == 44 - len(replay)
 
 
 def test_state_saved_before_max_hold_existed_still_updates():
@@ -242,15 +307,15 @@ def test_probe_map_and_residual_on_a_hand_case():
     infos = [dict(instances=[
         dict(bbox=[0, 0, 10, 10], bbox_label=2, ignore_flag=0),
         dict(bbox=[20, 20, 30, 30], bbox_label=0, ignore_flag=0)])]
-    gt = forgotten_gt(infos, [2])
+    gt = class_gt(infos, [2])
     assert gt[0][0].tolist() == [[0, 0, 10, 10]] and gt[0][1].tolist() == [2]
     exact = {0: (np.array([[0., 0, 10, 10]]), np.array([0.9]),
                  np.array([2]))}
-    assert forgotten_map(gt, exact, [2]) == pytest.approx(1.0)
+    assert class_map(gt, exact, [2]) == pytest.approx(1.0)
     relabelled = {0: (np.array([[0., 0, 10, 10]]), np.array([0.9]),
                       np.array([3]))}
-    assert forgotten_map(gt, relabelled, [2]) == 0.0
-    assert forgotten_map(gt, {}, [2]) == 0.0
+    assert class_map(gt, relabelled, [2]) == 0.0
+    assert class_map(gt, {}, [2]) == 0.0
 
 
 def test_bar_against_hand_values():
@@ -309,5 +374,5 @@ def test_controller_plot_marks_held_checks(tmp_path):
     labels = [t.get_text() for ax in fig.axes
               for t in (ax.get_legend().get_texts() if ax.get_legend()
                         else [])]
-    assert 'held: unmet, retained loss up' in labels
+    assert 'held: unmet, retained harmed' in labels
     assert osp.getsize(plot_controller(section, str(tmp_path / 'c.png')))

@@ -20,7 +20,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmdet.registry import DATASETS
 
-from gslora_det.data.forget_split import RoleSplitMixin, check_split_args
+from gslora_det.data.forget_split import (RoleSplitMixin, check_split_args,
+                                          restrict_instances)
 
 #: Meta keys the forgetting loss reads from every training sample.
 TASK_META_KEYS = ('forget_role', 'forget_labels')
@@ -143,6 +144,29 @@ class ForgetRetainSplit(RoleSplitMixin):
         return self.draw_role(inner, ratio, k_shot, k_shot_mode, seed,
                               rounding, source='the training dataset',
                               tag_all=True)
+
+    def held_out_infos(self, n: int, seed: int = 0) -> List[dict]:
+        """Up to ``n`` images of the training dataset that qualify for this
+        role but were not drawn (the model never trains on them), their
+        annotations kept to the role's classes; a seeded draw, in dataset
+        order. Empty when the draw took every such image.
+
+        The controller measures the retained classes on these: on the
+        replay images themselves a drop would hide behind their being
+        trained on.
+        """
+        def key(info):
+            return info.get('img_path', info.get('img_id'))
+        drawn = {key(info) for info in self.data_list}
+        pool = restrict_instances(
+            [info for info in (self.dataset.get_data_info(i)
+                               for i in range(len(self.dataset)))
+             if key(info) not in drawn], self.role_labels())
+        if len(pool) <= n:
+            return pool
+        picked = np.random.default_rng(seed).choice(len(pool), size=n,
+                                                    replace=False)
+        return [pool[i] for i in sorted(picked.tolist())]
 
     # -- the dataset protocol mmengine's loaders and samplers use --------
     def __len__(self) -> int:

@@ -1,14 +1,19 @@
-"""The forget score: is the request carried out on the training forget images?
+"""The probes: is the request carried out, and what do the retained pay?
 
 The controller (:mod:`gslora_det.controller`) needs, during training, the
-same three numbers the bar judges on validation, but measured on the task's
-*training* forget images: the forgotten classes' mAP, and the fractions of
-forgotten objects still detected as their own class / as any class at the
-residual threshold. :func:`probe_forget_score` runs the model in eval mode
-on those images through the detector's *test* pipeline (deterministic:
-the training pipeline's random flips and crops would make the score
-noisy), shards them over the ranks and all-gathers the raw results, so
-every rank computes the same score.
+numbers the bar judges on validation, but measured on *training* images:
+
+* :func:`probe_forget_score` on the task's training forget images: the
+  forgotten classes' mAP, and the fractions of forgotten objects still
+  detected as their own class / as any class at the residual threshold;
+* :func:`probe_class_map` on training images that hold retained classes
+  and are not in the replay set (the model never trains on them): the
+  retained classes' mAP, the quantity whose drop the bar limits.
+
+Both run the model in eval mode through the detector's *test* pipeline
+(deterministic: the training pipeline's random flips and crops would make
+the score noisy), shard the images over the ranks and all-gather the raw
+results, so every rank computes the same numbers.
 """
 import contextlib
 import io
@@ -22,10 +27,11 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from gslora_det.evaluation.residual import residual_detection
 
 
-def forgotten_gt(infos: Sequence[dict], labels: Sequence[int]
-                 ) -> Dict[int, tuple]:
-    """``k -> (boxes (n, 4) xyxy, labels (n,))`` of the forgotten objects of
-    each data info ``k`` (original image coordinates, non-ignored)."""
+def class_gt(infos: Sequence[dict], labels: Sequence[int]
+             ) -> Dict[int, tuple]:
+    """``k -> (boxes (n, 4) xyxy, labels (n,))`` of the objects of classes
+    ``labels`` in each data info ``k`` (original image coordinates,
+    non-ignored)."""
     keep = set(int(x) for x in labels)
     out = {}
     for k, info in enumerate(infos):
@@ -37,8 +43,8 @@ def forgotten_gt(infos: Sequence[dict], labels: Sequence[int]
     return out
 
 
-def forgotten_map(gt: Dict[int, tuple], preds: Dict[int, tuple],
-                  labels: Sequence[int]) -> float:
+def class_map(gt: Dict[int, tuple], preds: Dict[int, tuple],
+              labels: Sequence[int]) -> float:
     """COCO mAP (IoU .50:.95, pycocotools) of the classes ``labels`` on the
     probe images; 0 when there is no such object. By hand only the
     in-memory COCO structures: pycocotools evaluates."""
@@ -91,6 +97,35 @@ def _predict(model, pipeline, infos: List[dict], batch_size: int
     return out
 
 
+def _predict_all(model, infos: Sequence[dict], test_pipeline: Sequence[dict],
+                 batch_size: int) -> Dict[int, tuple]:
+    """``k -> (boxes, scores, labels)`` for every info ``k``: this rank
+    predicts its share, then the shares are all-gathered."""
+    rank, world = get_rank(), get_world_size()
+    mine = list(range(rank, len(infos), world))
+    was_training = model.training
+    model.eval()
+    try:
+        preds = _predict(model, Compose(list(test_pipeline)),
+                         [infos[k] for k in mine], batch_size)
+    finally:
+        model.train(was_training)
+    gathered = {}
+    for part in all_gather_object(list(zip(mine, preds))):
+        gathered.update(dict(part))
+    return gathered
+
+
+def probe_class_map(model, infos: Sequence[dict], labels: Sequence[int],
+                    test_pipeline: Sequence[dict], batch_size: int = 8
+                    ) -> float:
+    """COCO mAP (0-1) of the classes ``labels`` on the images ``infos``
+    (the retained classes on held-out training images, for the
+    controller's guard); identical on every rank."""
+    preds = _predict_all(model, infos, test_pipeline, batch_size)
+    return class_map(class_gt(infos, labels), preds, labels)
+
+
 def probe_forget_score(model, infos: Sequence[dict], labels: Sequence[int],
                        test_pipeline: Sequence[dict], score_thr: float = 0.3,
                        iou_thr: float = 0.5, batch_size: int = 8
@@ -111,22 +146,11 @@ def probe_forget_score(model, infos: Sequence[dict], labels: Sequence[int],
         dict: ``map`` (0-1), ``own`` and ``any`` (fractions) and
         ``objects`` (forgotten objects probed); identical on every rank.
     """
-    rank, world = get_rank(), get_world_size()
-    mine = list(range(rank, len(infos), world))
-    was_training = model.training
-    model.eval()
-    try:
-        preds = _predict(model, Compose(list(test_pipeline)),
-                         [infos[k] for k in mine], batch_size)
-    finally:
-        model.train(was_training)
-    gathered = {}
-    for part in all_gather_object(list(zip(mine, preds))):
-        gathered.update(dict(part))
-    gt = forgotten_gt(infos, labels)
+    gathered = _predict_all(model, infos, test_pipeline, batch_size)
+    gt = class_gt(infos, labels)
     res = residual_detection(gt, gathered, labels, score_thrs=(score_thr,),
                              iou_thr=iou_thr)
     key = f'{float(score_thr):g}'
-    return dict(map=forgotten_map(gt, gathered, labels),
+    return dict(map=class_map(gt, gathered, labels),
                 own=res[f'own@{key}'] or 0.0, any=res[f'any@{key}'] or 0.0,
                 objects=float(res['num_gt']))

@@ -1,9 +1,12 @@
 """Run the forgetting controller during training (one job: λ and the stop).
 
-Every ``check_interval`` steps: probe the training forget images
-(:func:`gslora_det.evaluation.forget_probe.probe_forget_score`), reduce the
-retained loss seen since the last check over the ranks, update the
-controller (:mod:`gslora_det.controller`), set the model's
+Before the first step: measure the retained classes' mAP on held-out
+training images (:func:`gslora_det.evaluation.forget_probe.probe_class_map`;
+images of the retain role that are not replay). Every ``check_interval``
+steps: probe the training forget images
+(:func:`~gslora_det.evaluation.forget_probe.probe_forget_score`) and the
+held-out retain images again, reduce the retained loss seen since the last
+check over the ranks, update the controller (:mod:`gslora_det.controller`), set the model's
 ``forget_multiplier``, and stop the loop once the target holds. The state
 lives in the message hub (``forget_controller``), which checkpoints save
 and a resume restores; the task report copies it from there.
@@ -26,14 +29,26 @@ SETTINGS_KEY = 'forget_controller_settings'
 RETAIN_KEYS = ('r.loss_cls', 'r.loss_bbox', 'r.loss_iou')
 
 
-def _forget_split(dataset):
-    """The forget split inside the training dataset (a ConcatDataset of
+def _split(dataset, role: str):
+    """The ``role`` split inside the training dataset (a ConcatDataset of
     the two roles)."""
     for part in getattr(dataset, 'datasets', [dataset]):
-        if getattr(part, 'role', None) == 'forget':
+        if getattr(part, 'role', None) == role:
             return part
-    raise RuntimeError('the training dataset has no forget split (role='
-                       "'forget'): the controller probes its images")
+    raise RuntimeError(f'the training dataset has no {role} split (role='
+                       f'{role!r}): the controller probes its images')
+
+
+def _held_out_retain(dataset, n: int, seed: int) -> List[dict]:
+    """Up to ``n`` held-out training images of the retained classes; none
+    when the retain split cannot tell (a ``ForgetRetainCocoDataset`` has
+    no inner dataset) or holds every such image."""
+    if n <= 0:
+        return []
+    split = _split(dataset, 'retain')
+    if not hasattr(split, 'held_out_infos'):
+        return []
+    return split.held_out_infos(n, seed)
 
 
 def _test_pipeline(cfg) -> List[dict]:
@@ -76,24 +91,46 @@ class ForgetControllerHook(Hook):
             'controller') or {})
         self.cfg = ctl.controller_cfg(overrides)
         runner.message_hub.update_info(SETTINGS_KEY, self.cfg)
-        split = _forget_split(runner.train_dataloader.dataset)
+        dataset = runner.train_dataloader.dataset
+        split = _split(dataset, 'forget')
         n = min(len(split), int(self.cfg['probe_images']))
         # The first n of the drawn split: the same images on every check,
         # every rank and after a resume.
         self._infos = [split.get_data_info(i) for i in range(n)]
         self._labels = list(split.forgotten_labels())
         self._pipeline = _test_pipeline(runner.cfg)
+        # A seeded draw: the same held-out images on every rank and resume.
+        retain = _split(dataset, 'retain')
+        self._retain_infos = _held_out_retain(
+            dataset, int(self.cfg['retain_probe_images']), seed=0)
+        self._retain_labels = list(retain.role_labels())
         saved = runner.message_hub.get_info(STATE_KEY)
-        self.state = saved if saved else ctl.initial_state(self.cfg)
+        if saved:
+            self.state = saved
+        elif self.cfg['enable']:
+            # Before any step: the LoRA is a no-op, so this is the input
+            # model's retained mAP, the reference of the guard.
+            self.state = ctl.initial_state(
+                self.cfg, self._retain_map(runner))
+        else:
+            self.state = ctl.initial_state(self.cfg)
         self._apply(runner)
         if self.cfg['enable']:
+            ref = self.state.get('retain_map_ref')
+            guard = (f'retained mAP {100 * ref:.1f} % on '
+                     f'{len(self._retain_infos)} held-out training images, '
+                     f'tolerance {100 * self.cfg["retain_map_tolerance"]:g}'
+                     ' points' if ref is not None else
+                     f'retained loss, tolerance '
+                     f'{100 * self.cfg["retain_tolerance"]:g} % (no '
+                     'held-out retain images)')
             runner.logger.info(
                 f'forgetting controller: probing {n} training forget '
                 f'images every {self.cfg["check_interval"]} steps; targets '
                 f'mAP <= {self.cfg["target_map"]}, own <= '
                 f'{self.cfg["target_own"]}, any <= {self.cfg["target_any"]} '
-                f'at score {self.cfg["score_thr"]}; multiplier '
-                f'{self.state["multiplier"]:.3g}')
+                f'at score {self.cfg["score_thr"]}; guard: {guard}; '
+                f'multiplier {self.state["multiplier"]:.3g}')
 
     def _apply(self, runner) -> None:
         self._model(runner).forget_multiplier = self.state['multiplier'] \
@@ -122,10 +159,17 @@ class ForgetControllerHook(Hook):
         self._sum, self._count = 0.0, 0
         return float(t[0] / t[1]) if t[1] > 0 else None
 
+    def _retain_map(self, runner) -> Optional[float]:
+        """The retained classes' mAP on the held-out images (None without
+        them)."""
+        if not self._retain_infos:
+            return None
+        return probe_retain_map_for(runner, self)
+
     def _check(self, runner, it: int) -> None:
         score = probe_forget_score_for(runner, self)
         self.state = ctl.update(self.cfg, self.state, it, score,
-                                self._retain_loss())
+                                self._retain_loss(), self._retain_map(runner))
         runner.message_hub.update_info(STATE_KEY, self.state)
         self._apply(runner)
         last = self.state['history'][-1]
@@ -133,7 +177,10 @@ class ForgetControllerHook(Hook):
             f'forgetting controller, step {it}: forget mAP '
             f'{100 * last["map"]:.1f} %, own {100 * last["own"]:.1f} %, any '
             f'{100 * last["any"]:.1f} % of {int(last["objects"])} training '
-            f'forget objects; retained loss {last["retain_loss"] or 0:.3f}; '
+            f'forget objects; retained loss {last["retain_loss"] or 0:.3f}'
+            + ('' if last.get('retain_map') is None else
+               f', retained mAP {100 * last["retain_map"]:.1f} % (before '
+               f'{100 * self.state["retain_map_ref"]:.1f} %)') + '; '
             f'target {"met" if last["met"] else "unmet"} -> multiplier '
             f'{self.state["multiplier"]:.3g}')
 
@@ -156,3 +203,11 @@ def probe_forget_score_for(runner, hook: ForgetControllerHook) -> Dict:
     return probe_forget_score(runner.model, hook._infos, hook._labels,
                               hook._pipeline, hook.cfg['score_thr'],
                               hook.cfg['iou_thr'])
+
+
+def probe_retain_map_for(runner, hook: ForgetControllerHook) -> float:
+    """The retained mAP on the hook's held-out images (a function, so
+    tests can stub it)."""
+    from gslora_det.evaluation.forget_probe import probe_class_map
+    return probe_class_map(runner.model, hook._retain_infos,
+                           hook._retain_labels, hook._pipeline)

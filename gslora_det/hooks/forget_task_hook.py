@@ -307,7 +307,8 @@ class ForgetTaskHook(Hook):
 
 def _controller_section(runner, state: Dict) -> Dict:
     """The report's ``controller``: status, steps, the one-line summary,
-    the settings in force and the trajectory (mAP and fractions in 0-1)."""
+    the settings in force, the retained guard's reference mAP and the
+    trajectory (mAP and fractions in 0-1)."""
     from gslora_det import controller as ctl
     from gslora_det.hooks.forget_controller_hook import SETTINGS_KEY
     cfg = runner.message_hub.get_info(SETTINGS_KEY) or ctl.controller_cfg(
@@ -315,4 +316,5 @@ def _controller_section(runner, state: Dict) -> Dict:
     return dict(status=state.get('status'), steps=state.get('steps'),
                 summary=ctl.describe(cfg, state),
                 multiplier=state.get('multiplier'), settings=cfg,
+                retain_map_ref=state.get('retain_map_ref'),
                 trajectory=state.get('history', []))

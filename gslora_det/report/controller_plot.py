@@ -3,8 +3,10 @@
 Top: the forget score on the training forget images per check (mAP and
 the fractions still detected as their own class / any class, in %), with
 the targets dashed. Bottom: the multiplier λ (log scale) and the retained
-loss. A reader sees at once whether the request was met, when, and at what
-cost to the retained classes.
+guard: the retained classes' mAP on held-out training images (with its
+value before the task and the tolerated fall), or the retained loss when
+there was no such probe. A reader sees at once whether the request was
+met, when, and at what cost to the retained classes.
 """
 from typing import Mapping
 
@@ -38,23 +40,43 @@ def controller_figure(section: Mapping) -> Figure:
     bottom.plot(steps, [p['multiplier'] for p in traj], marker='s',
                 color='black', label='multiplier λ (before the check)')
     held = [p for p in traj if p.get('held')]
-    if held:  # λ kept (not raised) although unmet: the retained loss was up
+    if held:  # λ kept (not raised) although unmet: the retained were harmed
         bottom.scatter([p['iter'] for p in held],
                        [p['multiplier'] for p in held], s=90,
                        facecolors='none', edgecolors='#ff7f0e', zorder=3,
-                       label='held: unmet, retained loss up')
+                       label='held: unmet, retained harmed')
     bottom.set_yscale('log')
     bottom.set_ylabel('λ')
     bottom.set_xlabel('training step')
-    losses = [p.get('retain_loss') for p in traj]
-    if any(v is not None for v in losses):
-        twin = bottom.twinx()
-        twin.plot(steps, [float('nan') if v is None else v for v in losses],
-                  marker='^', color='#1f77b4', label='retained loss')
-        twin.set_ylabel('retained loss', color='#1f77b4')
+    _plot_guard(bottom, section, steps, traj)
     bottom.legend(fontsize=7, loc='upper left')
     fig.tight_layout()
     return fig
+
+
+def _plot_guard(ax, section: Mapping, steps, traj) -> None:
+    """The retained guard on a twin axis of ``ax``: the held-out retained
+    mAP (%) with its value before the task (solid) and the tolerated fall
+    (dashed), or else the retained loss."""
+    ref = section.get('retain_map_ref')
+    maps = [p.get('retain_map') for p in traj]
+    if ref is not None and any(v is not None for v in maps):
+        values = [None if v is None else 100 * v for v in maps]
+        label = 'retained mAP, held-out train (%)'
+    else:
+        values, ref = [p.get('retain_loss') for p in traj], None
+        label = 'retained loss'
+    if all(v is None for v in values):
+        return
+    twin = ax.twinx()
+    twin.plot(steps, [float('nan') if v is None else v for v in values],
+              marker='^', color='#1f77b4')
+    if ref is not None:
+        twin.axhline(100 * ref, color='#1f77b4', lw=0.8)
+        tol = (section.get('settings') or {}).get('retain_map_tolerance')
+        if tol is not None:
+            twin.axhline(100 * (ref - tol), color='#1f77b4', ls='--', lw=0.8)
+    twin.set_ylabel(label, color='#1f77b4')
 
 
 def plot_controller(section: Mapping, path: str) -> str:
