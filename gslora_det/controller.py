@@ -38,7 +38,12 @@ by 5.4 points. Then at each check:
 * met, retained harmed: λ ← max(λ·``lower_factor``, ``min_multiplier``),
   so that the retained classes recover while the forgotten stay gone;
 * met, retained not harmed: one more good check; after ``patience`` good
-  checks in a row (and ``min_iters``), the task stops.
+  checks in a row (and ``min_iters``), the task stops;
+* met for ``max_recovery`` checks in a row without ``patience`` good ones
+  among the last: the task stops too, the retained classes having had
+  that long to recover; the state says ``retain_recovered=False`` and the
+  log warns. Without this bound a retained mAP that hovers at the
+  tolerance (the built-in sequence, task 3) runs the task to its limit.
 
 At the step limit with the constraint unmet, the status is
 ``'limit_reached'`` and the sequence stops there, saying so. The state is
@@ -71,7 +76,8 @@ DEFAULT_CONTROLLER_CFG = dict(
     # Without those images: relative rise of the retained loss tolerated.
     retain_tolerance=0.1,
     max_hold=2,  # unmet checks in a row that may hold (not raise) λ
-    patience=2,  # consecutive met checks before stopping
+    patience=2,  # consecutive good checks (met, not harmed) before stopping
+    max_recovery=8,  # consecutive met checks after which the task stops
     min_iters=0,
 )
 
@@ -97,7 +103,8 @@ def controller_cfg(overrides: Optional[dict]) -> dict:
                          'be >= 0 and retain_map_tolerance in [0, 1), got '
                          f'{cfg["retain_probe_images"]} and '
                          f'{cfg["retain_map_tolerance"]}')
-    for key in ('check_interval', 'probe_images', 'patience'):
+    for key in ('check_interval', 'probe_images', 'patience',
+                'max_recovery'):
         if int(cfg[key]) < 1:
             raise ValueError(f'forgetting.controller.{key} must be >= 1, '
                              f'got {cfg[key]}')
@@ -122,8 +129,8 @@ def initial_state(cfg: dict, retain_map_ref: Optional[float] = None
             the retained loss guards instead).
     """
     return dict(multiplier=float(cfg['init_multiplier']), met_streak=0,
-                held=0, retain_ref=None, retain_map_ref=retain_map_ref,
-                status='running', history=[])
+                met_run=0, held=0, retain_ref=None,
+                retain_map_ref=retain_map_ref, status='running', history=[])
 
 
 def retain_harmed(cfg: dict, state: Dict, retain_loss: Optional[float],
@@ -185,6 +192,8 @@ def update(cfg: dict, state: Dict, it: int, score: Dict[str, float],
         state['met_streak'] = 0
     else:
         state['met_streak'] += 1
+    # ``met_run``: a state saved before max_recovery existed has none.
+    state['met_run'] = state.get('met_run', 0) + 1 if met else 0
     state['held'] = held + 1 if hold else 0
     state['history'].append(dict(
         iter=int(it), multiplier=state['multiplier'], met=met,
@@ -193,8 +202,12 @@ def update(cfg: dict, state: Dict, it: int, score: Dict[str, float],
         retain_map=None if retain_map is None else float(retain_map),
         **{k: float(v) for k, v in score.items()}))
     state['multiplier'] = float(lam)
-    if state['met_streak'] >= cfg['patience'] and it >= cfg['min_iters']:
-        state['status'] = 'met'
+    if it >= cfg['min_iters']:
+        if state['met_streak'] >= cfg['patience']:
+            state['status'] = 'met'
+        elif state['met_run'] >= cfg['max_recovery']:
+            state['status'] = 'met'
+            state['retain_recovered'] = False
     return state
 
 
@@ -221,8 +234,13 @@ def describe(cfg: dict, state: Dict) -> str:
                 f'{100 * ref:.1f} -> {100 * last["retain_map"]:.1f} % '
                 f'(tolerance {100 * cfg["retain_map_tolerance"]:g} points)')
     if state['status'] == 'met':
-        return (f'forgetting target met after {steps} steps: {got}; '
+        line = (f'forgetting target met after {steps} steps: {got}; '
                 f'multiplier {state["multiplier"]:.3g}')
+        if state.get('retain_recovered') is False:
+            line += (f'; the retained classes were NOT back within the '
+                     f'tolerance after {cfg["max_recovery"]} checks met '
+                     'in a row: stopped there')
+        return line
     return (f'forgetting target NOT met after {steps} steps (the step '
             f'limit): {got}; multiplier {state["multiplier"]:.3g}. Raise '
             'train_cfg.max_iters or forgetting.controller.max_multiplier, '

@@ -232,6 +232,26 @@ def test_the_held_out_retained_map_guards_instead_of_the_loss():
         ctl.describe(CFG, done)
 
 
+def test_a_task_met_but_not_recovering_stops_after_max_recovery():
+    cfg = ctl.controller_cfg(dict(max_recovery=3))
+    state = ctl.initial_state(cfg, retain_map_ref=0.80)
+    state = ctl.update(cfg, state, 25, UNMET, 1.0, retain_map=0.70)
+    # Met, harmed; met and good once (streak 1 < patience 2); harmed again.
+    for it, got in ((50, 0.75), (75, 0.795)):
+        state = ctl.update(cfg, state, it, MET, 1.0, retain_map=got)
+        assert state['status'] == 'running'
+    state = ctl.update(cfg, state, 100, MET, 1.0, retain_map=0.78)
+    assert state['status'] == 'met' and state['met_run'] == 3
+    assert state['retain_recovered'] is False
+    line = ctl.describe(cfg, ctl.finish(cfg, state, 100))
+    assert 'NOT back within the tolerance after 3 checks' in line
+    # An unmet check starts the run afresh.
+    state = ctl.update(cfg, ctl.initial_state(cfg, 0.8), 25, MET, 1.0,
+                       retain_map=0.7)
+    state = ctl.update(cfg, state, 50, UNMET, 1.0, retain_map=0.7)
+    assert state['met_run'] == 0
+
+
 def test_without_a_retained_map_the_loss_still_guards():
     assert ctl.retain_harmed(CFG, dict(retain_ref=1.0, retain_map_ref=0.8),
                              1.2, None)
@@ -376,3 +396,24 @@ def test_controller_plot_marks_held_checks(tmp_path):
                         else [])]
     assert 'held: unmet, retained harmed' in labels
     assert osp.getsize(plot_controller(section, str(tmp_path / 'c.png')))
+
+
+def test_controller_plot_shows_the_held_out_retained_map():
+    from gslora_det.report.controller_plot import controller_figure
+    state = ctl.initial_state(CFG, retain_map_ref=0.8)
+    state = ctl.update(CFG, state, 25, UNMET, 1.0, retain_map=0.6)
+    state = ctl.update(CFG, state, 50, MET, 1.0, retain_map=0.79)
+    section = dict(status='running', steps=50, settings=CFG,
+                   retain_map_ref=0.8, trajectory=state['history'])
+    axes = controller_figure(section).axes
+    twin = [ax for ax in axes if 'held-out' in ax.get_ylabel()]
+    assert len(twin) == 1
+    assert list(twin[0].lines[0].get_ydata()) == pytest.approx([60, 79])
+    # Its value before the task (solid) and the tolerated fall (dashed).
+    assert [ln.get_ydata()[0] for ln in twin[0].lines[1:]] == \
+        pytest.approx([80, 79])
+    # Without the held-out probe (an old report): the retained loss.
+    section.pop('retain_map_ref')
+    assert any(ax.get_ylabel() == 'retained loss'
+               for ax in controller_figure(section).axes)
+

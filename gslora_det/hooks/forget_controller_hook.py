@@ -6,10 +6,11 @@ images of the retain role that are not replay). Every ``check_interval``
 steps: probe the training forget images
 (:func:`~gslora_det.evaluation.forget_probe.probe_forget_score`) and the
 held-out retain images again, reduce the retained loss seen since the last
-check over the ranks, update the controller (:mod:`gslora_det.controller`), set the model's
-``forget_multiplier``, and stop the loop once the target holds. The state
-lives in the message hub (``forget_controller``), which checkpoints save
-and a resume restores; the task report copies it from there.
+check over the ranks, update the controller (:mod:`gslora_det.controller`),
+set the model's ``forget_multiplier``, and stop the loop once the target
+holds. The state lives in the message hub (``forget_controller``), which
+checkpoints save and a resume restores; the task report copies it from
+there.
 """
 from typing import Dict, List, Optional
 
@@ -39,14 +40,11 @@ def _split(dataset, role: str):
                        f'{role!r}): the controller probes its images')
 
 
-def _held_out_retain(dataset, n: int, seed: int) -> List[dict]:
+def _held_out_retain(split, n: int, seed: int) -> List[dict]:
     """Up to ``n`` held-out training images of the retained classes; none
     when the retain split cannot tell (a ``ForgetRetainCocoDataset`` has
     no inner dataset) or holds every such image."""
-    if n <= 0:
-        return []
-    split = _split(dataset, 'retain')
-    if not hasattr(split, 'held_out_infos'):
+    if n <= 0 or not hasattr(split, 'held_out_infos'):
         return []
     return split.held_out_infos(n, seed)
 
@@ -102,7 +100,7 @@ class ForgetControllerHook(Hook):
         # A seeded draw: the same held-out images on every rank and resume.
         retain = _split(dataset, 'retain')
         self._retain_infos = _held_out_retain(
-            dataset, int(self.cfg['retain_probe_images']), seed=0)
+            retain, int(self.cfg['retain_probe_images']), seed=0)
         self._retain_labels = list(retain.role_labels())
         saved = runner.message_hub.get_info(STATE_KEY)
         if saved:
@@ -193,8 +191,9 @@ class ForgetControllerHook(Hook):
         self.state = ctl.finish(self.cfg, self.state, runner.iter)
         runner.message_hub.update_info(STATE_KEY, self.state)
         line = ctl.describe(self.cfg, self.state)
-        (runner.logger.info if self.state['status'] == 'met' else
-         runner.logger.warning)(line)
+        clean = (self.state['status'] == 'met' and
+                 self.state.get('retain_recovered') is not False)
+        (runner.logger.info if clean else runner.logger.warning)(line)
 
 
 def probe_forget_score_for(runner, hook: ForgetControllerHook) -> Dict:
