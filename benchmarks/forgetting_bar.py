@@ -118,9 +118,12 @@ def retrained_row(seq: str, task_report: dict, attack_dir: str):
 def row(seq: str, spec: dict, report: dict) -> dict:
     from gslora_det.benchmark.bar import check_bar
     ctl = report.get('controller') or {}
+    status = ctl.get('status', '-')
+    if ctl.get('retain_recovered') is False:  # stopped by max_recovery
+        status += ' (retained not back)'
     return dict(sequence=seq, task=report['task'],
                 forget=', '.join(report['forget_classes']),
-                controller=ctl.get('status', '-'),
+                controller=status,
                 steps=ctl.get('steps', report.get('train_iters')),
                 fixed_steps=spec['fixed_steps'],
                 train_min=report['train_time_s'] / 60, kind='gslora',

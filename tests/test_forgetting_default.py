@@ -360,6 +360,24 @@ def test_bar_against_hand_values():
     assert check_bar(few)['failed'] == ['any 0.0667 > 0.0333']
 
 
+def test_bar_row_says_when_the_retained_classes_were_not_back():
+    from conftest import load_script
+    bar = load_script('benchmarks/forgetting_bar.py')
+    rep = dict(task=3, forget_classes=['red_circle'], train_time_s=60.0,
+               mAP_forget_after=0.0, mAP_old_after=0.0,
+               mAP_retain_before=0.85, mAP_retain_after=0.854,
+               residual_after={'residual_num_gt': 100, 'residual_own@0.3': 0,
+                               'residual_any@0.3': 0},
+               controller=dict(status='met', steps=275,
+                               retain_recovered=False))
+    spec = dict(fixed_steps=300)
+    row = bar.row('shapes', spec, rep)
+    assert row['controller'] == 'met (retained not back)'
+    assert row['bar'] == 'met' and row['steps'] == 275
+    rep['controller']['retain_recovered'] = True
+    assert bar.row('shapes', spec, rep)['controller'] == 'met'
+
+
 def test_a_retrained_model_is_measured_against_the_same_bar():
     from gslora_det.benchmark.bar import check_bar, retrained_report
 

@@ -307,7 +307,8 @@ class ForgetTaskHook(Hook):
 
 def _controller_section(runner, state: Dict) -> Dict:
     """The report's ``controller``: status, steps, the one-line summary,
-    the settings in force, the retained guard's reference mAP and the
+    the settings in force, the retained guard's reference mAP, whether the
+    retained classes were back within its tolerance at the stop, and the
     trajectory (mAP and fractions in 0-1)."""
     from gslora_det import controller as ctl
     from gslora_det.hooks.forget_controller_hook import SETTINGS_KEY
@@ -317,4 +318,5 @@ def _controller_section(runner, state: Dict) -> Dict:
                 summary=ctl.describe(cfg, state),
                 multiplier=state.get('multiplier'), settings=cfg,
                 retain_map_ref=state.get('retain_map_ref'),
+                retain_recovered=state.get('retain_recovered', True),
                 trajectory=state.get('history', []))
