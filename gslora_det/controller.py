@@ -5,9 +5,12 @@ not a number of steps. The controller treats it as one: a multiplier λ on
 the erasing terms (:mod:`gslora_det.forget_terms`) follows dual ascent on
 the constraint in log space, and the task stops once the constraint holds.
 
-Every ``check_interval`` steps the model is probed on the task's *training*
-forget images (never the validation images: they are the test set), giving
-the *forget score* (:mod:`gslora_det.evaluation.forget_probe`):
+Every ``check_interval`` steps the model is probed on up to
+``probe_images`` *training* images holding the forgotten classes (never the
+validation images: they are the test set): first those the forget replay
+did not draw, which the model never trains on, so that the verdict is on
+the class and not on the images it was erased from; then the replay's own.
+That gives the *forget score* (:mod:`gslora_det.evaluation.forget_probe`):
 
 * ``map``: the forgotten classes' COCO mAP on those images;
 * ``own``: the fraction of forgotten objects still detected as their own
@@ -58,7 +61,8 @@ from typing import Dict, Optional
 DEFAULT_CONTROLLER_CFG = dict(
     enable=True,
     check_interval=25,  # steps between probes
-    probe_images=64,  # at most this many training forget images per probe
+    # Training images of the forgotten classes per probe (held-out first).
+    probe_images=64,
     score_thr=0.3,  # the residual-detection threshold of the bar
     iou_thr=0.5,  # a detection covers an object at this IoU
     target_map=0.01,  # forgotten mAP on the probe images (0-1)

@@ -262,7 +262,9 @@ def test_without_a_retained_map_the_loss_still_guards():
         ctl.controller_cfg(dict(retain_map_tolerance=1.5))
 
 
-def test_held_out_retain_images_are_never_replay_images():
+def _toy_split(role):
+    """A split of 60 toy images; image k holds class k % 3 (and class a on
+    every 5th image); class c is forgotten, 25 % of each role drawn."""
     from mmengine.dataset import BaseDataset
 
     from gslora_det.data.forget_retain_split import ForgetRetainSplit
@@ -271,16 +273,36 @@ def test_held_out_retain_images_are_never_replay_images():
         METAINFO = dict(classes=('a', 'b', 'c'))
 
         def load_data_list(self):
-            # Image k holds class k % 3 (and class a on every 5th image).
             return [dict(img_path=f'{k}.png', img_id=k, instances=[
                 dict(bbox=[0, 0, 4, 4], bbox_label=k % 3, ignore_flag=0)] + (
                 [dict(bbox=[5, 5, 9, 9], bbox_label=0, ignore_flag=0)]
                 if k % 5 == 0 else [])) for k in range(60)]
 
-    split = ForgetRetainSplit(Toy(pipeline=[],
-                                  serialize_data=False),
-                              role='retain', forget_classes=['c'],
-                              sample_ratio=0.25)
+    return ForgetRetainSplit(Toy(pipeline=[], serialize_data=False),
+                             role=role, forget_classes=['c'],
+                             sample_ratio=0.25)
+
+
+def test_forget_probe_takes_held_out_images_first_then_replay():
+    from gslora_det.hooks.forget_controller_hook import _forget_probe_infos
+    split = _toy_split('forget')  # 20 images hold c: 5 drawn, 15 held out
+    infos, held = _forget_probe_infos(split, 18)
+    replay = [i['img_path'] for i in split.data_list]
+    assert held == 15 and len(infos) == 18
+    assert not {i['img_path'] for i in infos[:15]} & set(replay)
+    assert [i['img_path'] for i in infos[15:]] == replay[:3]
+    # Every probe image holds a forgotten object; the held-out ones only
+    # those (the replay's keep their retained objects as positives).
+    assert all(any(i['bbox_label'] == 2 for i in info['instances'])
+               for info in infos)
+    assert all(i['bbox_label'] == 2 for info in infos[:15]
+               for i in info['instances'])
+    infos, held = _forget_probe_infos(split, 4)  # enough held out
+    assert held == 4 and len(infos) == 4
+
+
+def test_held_out_retain_images_are_never_replay_images():
+    split = _toy_split('retain')
     held = split.held_out_infos(10, seed=0)
     replay = {i['img_path'] for i in split.data_list}
     assert len(held) == 10 and not replay & {i['img_path'] for i in held}
