@@ -151,9 +151,9 @@ class ForgetRetainSplit(RoleSplitMixin):
         annotations kept to the role's classes; a seeded draw, in dataset
         order. Empty when the draw took every such image.
 
-        The controller measures the retained classes on these: on the
-        replay images themselves a drop would hide behind their being
-        trained on.
+        The controller probes these (the forget score, the retained
+        guard): on the replay images themselves the verdict would be on
+        images the model is trained on, not on the classes.
         """
         def key(info):
             return info.get('img_path', info.get('img_id'))
