@@ -427,6 +427,9 @@ def test_proximal_setting_trains_a_real_default_task(workspace, monkeypatch,
     torch.manual_seed(0)
     detector = MMDET_MODELS.build(Config.fromfile(
         MODELS['shapes'].pretrain).model)
+    # Built parameters such as level_embed are uninitialised memory until
+    # init_weights (NaN at times: the task then fails on a non-finite loss).
+    detector.init_weights()
     base = str(tmp_path / 'random_base.pth')
     save_checkpoint_atomic(dict(meta={}, state_dict=detector.state_dict()),
                            base)
