@@ -4,8 +4,9 @@ The controller (:mod:`gslora_det.controller`) needs, during training, the
 numbers the bar judges on validation, but measured on *training* images:
 
 * :func:`probe_forget_score` on training images of the forgotten classes
-  (held-out ones first, see the hook): the forgotten classes' mAP, and the fractions of forgotten objects still
-  detected as their own class / as any class at the residual threshold;
+  (held-out ones first, see the hook): the forgotten classes' mAP, and the
+  fractions of forgotten objects still detected as their own class / as
+  any class at the residual threshold;
 * :func:`probe_class_map` on training images that hold retained classes
   and are not in the replay set (the model never trains on them): the
   retained classes' mAP, the quantity whose drop the bar limits.
