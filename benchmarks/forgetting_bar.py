@@ -34,26 +34,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-SEQUENCES = {
-    'shapes': dict(
-        pretrain='configs/shapes/deformable-detr_r18-tiny_5e_shapes.py',
-        base='work_dirs/demo/base.pth', fixed_steps=300,
-        tasks=[osp.join(REPO, 'configs', 'shapes',
-                        f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
-               for k in (1, 2, 3)]),
-    'bccd': dict(
-        pretrain='configs/bccd/deformable-detr_effnet-lite0-tiny_bccd.py',
-        base='work_dirs/bccd/base.pth', fixed_steps=200,
-        tasks=[osp.join(REPO, 'configs', 'bccd', 'gslora_deformable-detr_'
-                        f'effnet-lite0-tiny_task{k}_bccd.py')
-               for k in (1, 2)]),
-    'chess': dict(
-        pretrain='configs/chess/deformable-detr_effnet-lite0-tiny_chess.py',
-        base='work_dirs/chess/base.pth', fixed_steps=None,
-        tasks=[osp.join(REPO, 'configs', 'chess', 'gslora_deformable-detr_'
-                        f'effnet-lite0-tiny_task{k}_chess.py')
-               for k in (1, 2)]),
-}
+from gslora_det.benchmark.sequences import SEQUENCES  # noqa: E402
 
 
 def parse_args():

@@ -465,7 +465,7 @@ def test_retrain_without_tool_publishes_a_safe_checkpoint(workspace):
 
 
 @pytest.mark.slow
-def test_attack_tool_end_to_end(workspace, base_checkpoint):
+def test_attack_tool_end_to_end(workspace, base_checkpoint, monkeypatch):
     work = osp.join(str(workspace), 'work_dirs', 'attack_e2e')
     args = [PRETRAIN_CFG, base_checkpoint, '--forget-classes', *FORGET,
             '--work-dir', work, '--k', '1', '--steps', '1',
@@ -524,6 +524,20 @@ def test_attack_tool_end_to_end(workspace, base_checkpoint):
     assert again.stdout.count('done already, skipping') == 8
     with open(osp.join(work, 'attack_report.json')) as f:
         assert json.load(f)['runs'] == report['runs']
+    # Another attacked model shares a model's finished runs through
+    # runs_dirs (benchmarks/attack_methods.py: one retrained model, many
+    # methods): nothing reruns, nothing is written under its own runs/.
+    from gslora_det.attacks import run_attacks
+    monkeypatch.chdir(str(workspace))
+    work2 = osp.join(str(workspace), 'work_dirs', 'attack_e2e_shared')
+    shared = run_attacks(
+        PRETRAIN_CFG, base_checkpoint, FORGET, work2, ks=[1], steps=1,
+        retrained=base_checkpoint, cfg_options=dict(TINY),
+        runs_dirs={role: osp.join(work, 'runs', role)
+                   for role in ('merged', 'retrained')})
+    assert shared['runs'] == report['runs']
+    assert shared['headline'] == report['headline']
+    assert not osp.exists(osp.join(work2, 'runs'))
 
 
 def test_benchmark_gap_rows_and_task_inputs(tmp_path):
@@ -542,3 +556,30 @@ def test_benchmark_gap_rows_and_task_inputs(tmp_path):
         gap_markdown(rows)
     assert task_input('run', 'base.pth', 1) == 'base.pth'
     assert task_input('run', 'base.pth', 3).endswith('task_2/merged.pth')
+
+
+def test_attack_methods_table_against_hand_values(tmp_path):
+    bench = load_script('benchmarks/attack_methods.py')
+    report = dict(
+        headline=dict(kind='recovery_gap',
+                      merged={'none': 0.0, 'retain_only': 0.351},
+                      retrained={'none': 0.0, 'retain_only': 0.0},
+                      gap={'none': 0.0, 'retain_only': 0.351}),
+        runs=[dict(model='retrained', attack='none', k=None,
+                   metrics=dict(mAP_forget=0.0)),
+              dict(model='retrained', attack='retain_only', k=None,
+                   metrics=dict(mAP_forget=0.0)),
+              dict(model='base', attack='none', k=None,
+                   metrics=dict(mAP_forget=0.804)),
+              dict(model='base', attack='retain_only', k=None,
+                   metrics=dict(mAP_forget=0.79))])
+    rows = [bench.method_row('gslora', report),
+            bench.reference_row('retrained', report),
+            bench.reference_row('base', report)]
+    md = bench.markdown(rows, ['none', 'retain_only'])
+    assert '| gslora | 0.0 (+0.0) | 35.1 (+35.1) |' in md
+    assert '| retrained | 0.0 | 0.0 |' in md
+    assert '| base | 80.4 | 79.0 |' in md
+    png = str(tmp_path / 'attacks.png')
+    bench.plot(rows, ['none', 'retain_only'], png, 'title')
+    assert osp.getsize(png) > 1000

@@ -88,6 +88,7 @@ def run_attacks(config: str, checkpoint: str, forget_classes: Sequence[str],
                 lr: Optional[float] = None, seed: int = 0,
                 retrained: Optional[str] = None, base: Optional[str] = None,
                 cfg_options: Optional[dict] = None, score_thr: float = 0.3,
+                runs_dirs: Optional[Dict[str, str]] = None,
                 log: Callable[[str], None] = print) -> Dict:
     """Attack the merged model (and the retrained / base ones), report.
 
@@ -109,6 +110,11 @@ def run_attacks(config: str, checkpoint: str, forget_classes: Sequence[str],
         base (str, optional): The model before forgetting.
         cfg_options (dict, optional): Config overrides.
         score_thr (float): Residual / confusion score threshold.
+        runs_dirs (dict, optional): A folder per role (``'retrained'``,
+            ``'base'``) for its runs instead of ``work_dir/runs/<role>``:
+            several merged models attacked against one retrained model
+            (benchmarks/attack_methods.py) share its finished runs, which
+            are reused when their settings and checkpoint match.
         log (callable): Receives the progress lines. Defaults to print.
 
     Returns:
@@ -161,7 +167,8 @@ def run_attacks(config: str, checkpoint: str, forget_classes: Sequence[str],
             index += 1
             key = run_key(attack, k)
             slug = key.replace(' k=', '_k')
-            run_dir = osp.join(work_dir, 'runs', role, slug)
+            run_dir = osp.join((runs_dirs or {}).get(role) or osp.join(
+                work_dir, 'runs', role), slug)
             stamp = hashlib.sha256(json.dumps(dict(
                 fingerprint_base, attack=attack, k=k,
                 checkpoint=_describe_checkpoint(path)), sort_keys=True,
