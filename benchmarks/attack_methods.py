@@ -100,28 +100,46 @@ def method_reports(method: str, args, spec: dict, base: str):
     return reports, folder
 
 
-def method_row(method: str, report: dict) -> dict:
-    """One table row from an attack report: forgotten mAP per attack on the
-    method's model, and the gap to the retrained model."""
+def _bar_fields(task_report) -> dict:
+    """The forgetting's own price: retained mAP drop and the bar verdict."""
+    from gslora_det.benchmark.bar import check_bar
+    if task_report is None:
+        return dict(retain_drop=None, bar='-')
+    bar = check_bar(task_report)
+    return dict(retain_drop=bar['retain_drop'],
+                bar='met' if bar['met'] else 'missed: ' +
+                '; '.join(bar['failed']))
+
+
+def method_row(method: str, report: dict, task_report: dict = None) -> dict:
+    """One table row: the method's forgetting against the bar (its task
+    report), forgotten mAP per attack on its model and the gap to the
+    retrained model (its attack report)."""
     head = report['headline']
     return dict(method=method, merged=head['merged'],
-                gap=head.get('gap') or {})
+                gap=head.get('gap') or {}, **_bar_fields(task_report))
 
 
 def reference_row(role: str, report: dict) -> dict:
-    """The retrained or base model's row (no gap)."""
+    """The retrained or base model's row (no gap; the retrained model's
+    bar against the base model's retained mAP)."""
     from gslora_det.attacks.report import forgotten_map
+    from gslora_det.benchmark.bar import retrained_report
+    pseudo = retrained_report(report) if role == 'retrained' else None
     return dict(method=role, merged=forgotten_map(report['runs'], role),
-                gap={})
+                gap={}, **_bar_fields(pseudo))
 
 
 def markdown(rows, keys) -> str:
-    """Forgotten mAP % after each attack, with the gap in points."""
+    """Per model: retained drop and bar of the forgetting itself, then the
+    forgotten mAP % after each attack, with the gap in points."""
     from gslora_det.attacks.report import percent_text as pct
-    lines = ['| model | ' + ' | '.join(keys) + ' |',
-             '|---|' + '---|' * len(keys)]
+    lines = ['| model | retained drop (points) | bar | ' + ' | '.join(keys)
+             + ' |', '|---|---|---|' + '---|' * len(keys)]
     for r in rows:
-        cells = []
+        cells = [pct(r.get('retain_drop'), signed=True)
+                 if r.get('retain_drop') is not None else '-',
+                 r.get('bar', '-')]
         for key in keys:
             text = pct(r['merged'].get(key))
             gap = r['gap'].get(key)
@@ -162,6 +180,7 @@ def main(argv=None):
     from gslora_det.attacks import retrain_without, run_attacks
     from gslora_det.benchmark.attack_step import ATTACK_DIR, task_input
     from gslora_det.benchmark.data import ensure_data
+    from gslora_det.config_checks import ConfigError
     from gslora_det.console import LoopProgress, duration
     from gslora_det.io_utils import atomic_write_text
     from gslora_det.pretrain import pretrain_once
@@ -178,28 +197,32 @@ def main(argv=None):
                              what=f'the {args.sequence} base model')
     out = osp.join(args.work_dir, f'{args.sequence}_task{args.task}')
     progress = LoopProgress(len(args.methods), 'method', '[attack-methods]')
-    reports, retrained = {}, args.retrained
+    reports, task_reports, retrained = {}, {}, args.retrained
     for i, method in enumerate(args.methods, start=1):
         progress.start(i, method)
-        task_reports, folder = method_reports(method, args, spec, base)
-        last = task_reports[-1]
+        done, folder = method_reports(method, args, spec, base)
+        last = task_reports[method] = done[-1]
         classes = list(last['forget_classes'])
         previous = list(last.get('previously_forgotten') or [])
-        if retrained is None:  # once, shared by every method
-            retrained = retrain_without(
-                spec['pretrain'], previous + classes,
-                f'{out}_retrained')
-        reports[method] = run_attacks(
-            spec['pretrain'], osp.join(task_dir(folder, args.task), MERGED),
-            classes, osp.join(task_dir(folder, args.task), ATTACK_DIR),
-            previously_forgotten=previous, ks=args.attack_k,
-            steps=args.attack_steps, retrained=retrained,
-            base=task_input(folder, base, args.task),
-            runs_dirs={role: osp.join(f'{out}_shared_runs', role)
-                       for role in ('retrained', 'base')})
+        try:
+            if retrained is None:  # once, shared by every method
+                retrained = retrain_without(
+                    spec['pretrain'], previous + classes,
+                    f'{out}_retrained')
+            reports[method] = run_attacks(
+                spec['pretrain'],
+                osp.join(task_dir(folder, args.task), MERGED), classes,
+                osp.join(task_dir(folder, args.task), ATTACK_DIR),
+                previously_forgotten=previous, ks=args.attack_k,
+                steps=args.attack_steps, retrained=retrained,
+                base=task_input(folder, base, args.task),
+                runs_dirs={role: osp.join(f'{out}_shared_runs', role)
+                           for role in ('retrained', 'base')})
+        except ConfigError as err:
+            sys.exit(f'error: {method}: {err}')
         progress.end(i)
     first = reports[args.methods[0]]
-    rows = [method_row(m, r) for m, r in reports.items()]
+    rows = [method_row(m, r, task_reports[m]) for m, r in reports.items()]
     rows += [reference_row(role, first) for role in ('retrained', 'base')]
     keys = list(first['headline']['merged'])
     title = (f'{args.sequence} task {args.task}: forgotten '

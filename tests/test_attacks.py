@@ -573,13 +573,20 @@ def test_attack_methods_table_against_hand_values(tmp_path):
                    metrics=dict(mAP_forget=0.804)),
               dict(model='base', attack='retain_only', k=None,
                    metrics=dict(mAP_forget=0.79))])
-    rows = [bench.method_row('gslora', report),
+    for run in report['runs']:
+        run['metrics'].update(mAP_retain=0.849 if run['model'] == 'base'
+                              else 0.845)
+    report['settings'] = dict(score_thr=0.3)
+    task = dict(mAP_forget_after=0.0, mAP_retain_before=0.849,
+                mAP_retain_after=0.709, residual_after={})
+    rows = [bench.method_row('gslora', report, task),
             bench.reference_row('retrained', report),
             bench.reference_row('base', report)]
     md = bench.markdown(rows, ['none', 'retain_only'])
-    assert '| gslora | 0.0 (+0.0) | 35.1 (+35.1) |' in md
-    assert '| retrained | 0.0 | 0.0 |' in md
-    assert '| base | 80.4 | 79.0 |' in md
+    assert ('| gslora | +14.0 | missed: retain_drop 0.1400 > 0.0300 | '
+            '0.0 (+0.0) | 35.1 (+35.1) |') in md
+    assert '| retrained | +0.4 | met | 0.0 | 0.0 |' in md
+    assert '| base | - | - | 80.4 | 79.0 |' in md
     png = str(tmp_path / 'attacks.png')
     bench.plot(rows, ['none', 'retain_only'], png, 'title')
     assert osp.getsize(png) > 1000
