@@ -246,7 +246,30 @@ def describe(cfg: dict, state: Dict) -> str:
                      'in a row: stopped there')
         return line
     return (f'forgetting target NOT met after {steps} steps (the step '
-            f'limit): {got}; multiplier {state["multiplier"]:.3g}. Raise '
-            'train_cfg.max_iters or forgetting.controller.max_multiplier, '
-            'or check that the forget images hold the classes')
+            f'limit): {got}; multiplier {state["multiplier"]:.3g}. '
+            + _limit_hint(cfg, state))
+
+
+def _limit_hint(cfg: dict, state: Dict) -> str:
+    """What to change after a task that reached its step limit unmet.
+
+    A target that held at some checks and was lost again after λ was
+    lowered for the retained classes is a conflict between the request
+    and the retained tolerance (measured on chess, task 1), which more
+    steps or a larger ``max_multiplier`` do not resolve.
+    """
+    history = state['history']
+    met = sum(1 for h in history if h.get('met'))
+    if met:
+        return (f'The target held at {met} of {len(history)} checks and was '
+                'lost again as the multiplier was lowered for the retained '
+                'classes: on this data the request and '
+                'forgetting.controller.retain_map_tolerance conflict. Raise '
+                'that tolerance to trade retained mAP for the request')
+    if state['multiplier'] >= cfg['max_multiplier']:
+        return ('The multiplier reached forgetting.controller.'
+                'max_multiplier: raise it or train_cfg.max_iters')
+    return ('Raise train_cfg.max_iters or forgetting.controller.'
+            'max_multiplier, or check that the forget images hold the '
+            'classes')
 

@@ -326,7 +326,14 @@ def test_unmet_check_resets_the_streak_and_finish_reports_the_limit():
     assert state['met_streak'] == 0 and state['status'] == 'running'
     done = ctl.finish(CFG, state, 60)
     assert done['status'] == 'limit_reached' and done['steps'] == 60
-    assert 'NOT met after 60 steps' in ctl.describe(CFG, done)
+    line = ctl.describe(CFG, done)
+    assert 'NOT met after 60 steps' in line
+    # It held once and was lost: the hint names the retained tolerance.
+    assert 'held at 1 of 2 checks' in line and 'retain_map_tolerance' in line
+    never = ctl.finish(CFG, ctl.update(CFG, ctl.initial_state(CFG), 25,
+                                       UNMET, 1.0), 30)
+    assert 'retain_map_tolerance' not in ctl.describe(CFG, never)
+    assert 'Raise train_cfg.max_iters' in ctl.describe(CFG, never)
     assert ctl.finish(CFG, ctl.update(CFG, state, 60, MET, 1.0),
                       60)['status'] == 'met'
 
