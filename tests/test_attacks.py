@@ -258,6 +258,7 @@ def test_plan_orders_attacks_and_checks_k():
     assert plan(['head_only', 'retain_only'], [5, 1]) == [
         ('none', None), ('retain_only', None), ('head_only', 5),
         ('head_only', 1)]
+    assert plan(['none'], [1]) == [('none', None)]  # evaluation only
     with pytest.raises(ConfigError, match='unknown attack'):
         plan(['finetune'], [1])
     with pytest.raises(ConfigError, match='positive'):

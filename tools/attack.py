@@ -45,9 +45,12 @@ def parse_args(argv=None):
                         metavar='NAME', help='classes forgotten earlier')
     parser.add_argument('--work-dir', required=True,
                         help='output folder')
-    parser.add_argument('--attacks', nargs='+', choices=ATTACK_NAMES,
+    parser.add_argument('--attacks', nargs='+',
+                        choices=ATTACK_NAMES + ('none',),
                         default=list(ATTACK_NAMES), help='attacks to run '
-                        '(default: all)')
+                        '(default: all; `none`: only the unattacked '
+                        'evaluations, e.g. a retrained model against the '
+                        'bar)')
     parser.add_argument('--k', nargs='+', type=int, default=[1, 5, 10],
                         help='images per forgotten class of the k_shot and '
                         'head_only attacks (default: 1 5 10)')

@@ -90,7 +90,8 @@ def plan(attacks: Sequence[str], ks: Sequence[int]
     Raises:
         ConfigError: an unknown attack, or a k < 1.
     """
-    unknown = [a for a in attacks if a not in ATTACKS]
+    # 'none' (no attack) always runs first; naming it alone evaluates only.
+    unknown = [a for a in attacks if a not in ATTACKS + ('none',)]
     if unknown:
         raise ConfigError(f'unknown attack(s) {unknown}; choose from '
                           f'{list(ATTACKS)}')
