@@ -94,7 +94,7 @@ def plan(attacks: Sequence[str], ks: Sequence[int]
     unknown = [a for a in attacks if a not in ATTACKS + ('none',)]
     if unknown:
         raise ConfigError(f'unknown attack(s) {unknown}; choose from '
-                          f'{list(ATTACKS)}')
+                          f'{list(ATTACKS) + ["none"]}')
     bad = [k for k in ks if int(k) != k or k < 1]
     if bad:
         raise ConfigError(f'--k values must be positive integers, got {bad}')
