@@ -30,7 +30,7 @@ import sys
 
 from mmengine.config import DictAction
 
-ATTACK_NAMES = ('retain_only', 'k_shot', 'head_only')
+from gslora_det.attacks.configs import ATTACKS as ATTACK_NAMES
 
 
 def parse_args(argv=None):

@@ -9,15 +9,14 @@ order. Used by ``benchmarks/forgetting_bar.py`` and
 """
 import os.path as osp
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gslora_det.pretrain import REPO, SHAPES_PRETRAIN_CONFIG, \
+    SHAPES_TASK_CONFIGS
 
 SEQUENCES = {
     'shapes': dict(
-        pretrain='configs/shapes/deformable-detr_r18-tiny_5e_shapes.py',
+        pretrain=SHAPES_PRETRAIN_CONFIG,  # the demo's base and sequence
         base='work_dirs/demo/base.pth', fixed_steps=300,
-        tasks=[osp.join(REPO, 'configs', 'shapes',
-                        f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
-               for k in (1, 2, 3)]),
+        tasks=list(SHAPES_TASK_CONFIGS)),
     'bccd': dict(
         pretrain='configs/bccd/deformable-detr_effnet-lite0-tiny_bccd.py',
         base='work_dirs/bccd/base.pth', fixed_steps=200,
