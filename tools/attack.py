@@ -30,7 +30,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from gslora_det.attacks.configs import ATTACKS as ATTACK_NAMES
+from gslora_det.attacks.configs import ATTACK_CHOICES, ATTACKS
 
 
 def parse_args(argv=None):
@@ -46,8 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', required=True,
                         help='output folder')
     parser.add_argument('--attacks', nargs='+',
-                        choices=ATTACK_NAMES + ('none',),
-                        default=list(ATTACK_NAMES), help='attacks to run '
+                        choices=ATTACK_CHOICES,
+                        default=list(ATTACKS), help='attacks to run '
                         '(default: all; `none`: only the unattacked '
                         'evaluations, e.g. a retrained model against the '
                         'bar)')

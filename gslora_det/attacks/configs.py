@@ -19,6 +19,8 @@ from gslora_det.evaluation.evaluate import forgetting_evaluator
 
 #: The attacks, in the order they run.
 ATTACKS = ('retain_only', 'k_shot', 'head_only')
+#: What a command may name: the attacks, or ``'none'`` (evaluations only).
+ATTACK_CHOICES = ATTACKS + ('none',)
 #: Attacks that take ``k`` (images per forgotten class).
 NEEDS_K = ('k_shot', 'head_only')
 #: Dataset wrappers an attack looks through (repeating a few images, or
@@ -91,10 +93,10 @@ def plan(attacks: Sequence[str], ks: Sequence[int]
         ConfigError: an unknown attack, or a k < 1.
     """
     # 'none' (no attack) always runs first; naming it alone evaluates only.
-    unknown = [a for a in attacks if a not in ATTACKS + ('none',)]
+    unknown = [a for a in attacks if a not in ATTACK_CHOICES]
     if unknown:
         raise ConfigError(f'unknown attack(s) {unknown}; choose from '
-                          f'{list(ATTACKS) + ["none"]}')
+                          f'{list(ATTACK_CHOICES)}')
     bad = [k for k in ks if int(k) != k or k < 1]
     if bad:
         raise ConfigError(f'--k values must be positive integers, got {bad}')

@@ -18,13 +18,15 @@ SEQUENCES = {
         base='work_dirs/demo/base.pth', fixed_steps=300,
         tasks=list(SHAPES_TASK_CONFIGS)),
     'bccd': dict(
-        pretrain='configs/bccd/deformable-detr_effnet-lite0-tiny_bccd.py',
+        pretrain=osp.join(REPO, 'configs', 'bccd',
+                          'deformable-detr_effnet-lite0-tiny_bccd.py'),
         base='work_dirs/bccd/base.pth', fixed_steps=200,
         tasks=[osp.join(REPO, 'configs', 'bccd', 'gslora_deformable-detr_'
                         f'effnet-lite0-tiny_task{k}_bccd.py')
                for k in (1, 2)]),
     'chess': dict(
-        pretrain='configs/chess/deformable-detr_effnet-lite0-tiny_chess.py',
+        pretrain=osp.join(REPO, 'configs', 'chess',
+                          'deformable-detr_effnet-lite0-tiny_chess.py'),
         base='work_dirs/chess/base.pth', fixed_steps=None,
         tasks=[osp.join(REPO, 'configs', 'chess', 'gslora_deformable-detr_'
                         f'effnet-lite0-tiny_task{k}_chess.py')

@@ -21,8 +21,8 @@ from gslora_det.benchmark.sparsity import (Setting, markdown, plot,
                                            setting_summary, task_row)
 from gslora_det.console import LoopProgress, duration
 from gslora_det.io_utils import atomic_write_text
-from gslora_det.pretrain import REPO, SHAPES_PRETRAIN_CONFIG, \
-    SHAPES_TASK_CONFIGS
+from gslora_det.benchmark.sequences import SEQUENCES
+from gslora_det.pretrain import REPO
 from gslora_det.sequence import (REPORT, SequenceError, run_sequence,
                                  task_dir, task_done)
 
@@ -49,21 +49,23 @@ def _cfg(*parts: str) -> str:
     return osp.join(REPO, 'configs', *parts)
 
 
+def _sequence_model(name: str, data: str = 'shapes') -> ModelSpec:
+    """A built-in sequence's model, as the other benchmarks run it."""
+    spec = SEQUENCES[name]
+    return ModelSpec(spec['pretrain'], spec['base'], tuple(spec['tasks']),
+                     data=data)
+
+
 MODELS: Dict[str, ModelSpec] = {
     # 3 + 3 layers: 6 groups; the demo's base (`make demo`).
-    'shapes': ModelSpec(SHAPES_PRETRAIN_CONFIG, 'work_dirs/demo/base.pth',
-                        tuple(SHAPES_TASK_CONFIGS)),
+    'shapes': _sequence_model('shapes'),
     # 6 + 6 layers: 12 groups, as the R50 COCO model.
     'shapes6': ModelSpec(
         _cfg('shapes', 'deformable-detr_r18-tiny-6x6_5e_shapes.py'),
         'work_dirs/shapes6/base.pth',
         tuple(_cfg('shapes', 'gslora_deformable-detr_r18-tiny-6x6_'
                    f'task{k}_shapes.py') for k in (1, 2, 3))),
-    'bccd': ModelSpec(
-        _cfg('bccd', 'deformable-detr_effnet-lite0-tiny_bccd.py'),
-        'work_dirs/bccd/base.pth',
-        tuple(_cfg('bccd', 'gslora_deformable-detr_effnet-lite0-tiny_'
-                   f'task{k}_bccd.py') for k in (1, 2)), data='bccd'),
+    'bccd': _sequence_model('bccd', data='bccd'),
 }
 
 
