@@ -17,7 +17,7 @@ Usage::
 
     python benchmarks/sparsity_sweep.py [--models shapes shapes6 bccd] \\
         [--alphas 0 3e-4 3e-3 3e-2] [--modes penalty proximal] \\
-        [--warmup-iters 0] [--work-dir work_dirs/sparsity_sweep] \\
+        [--warmup-iters 0] [--sparsify-iters 0] [--work-dir work_dirs/sparsity_sweep] \\
         [--bases shapes6=work_dirs/shapes6/base.pth] [--plan]
 
 Bases: ``work_dirs/demo/base.pth``, ``work_dirs/shapes6/base.pth``,
@@ -48,6 +48,9 @@ def parse_args(argv=None):
                    choices=['penalty', 'proximal'])
     p.add_argument('--warmup-iters', type=int, nargs='+', default=[0],
                    help='group_lasso_cfg.warmup_iters values')
+    p.add_argument('--sparsify-iters', type=int, nargs='+', default=[0],
+                   help='group_lasso_cfg.sparsify_iters values (no early '
+                   'stop before warm-up + these steps)')
     p.add_argument('--work-dir', default='work_dirs/sparsity_sweep')
     p.add_argument('--bases', nargs='+', default=[], metavar='MODEL=PATH',
                    help='a model\'s base checkpoint instead of its default')
@@ -69,7 +72,8 @@ def main(argv=None):
         sys.exit(f'error: --bases names {sorted(unknown)}, not in --models')
     models = {m: dataclasses.replace(MODELS[m], base=bases.get(
         m, MODELS[m].base)) for m in args.models}
-    settings = settings_grid(args.alphas, args.modes, args.warmup_iters)
+    settings = settings_grid(args.alphas, args.modes, args.warmup_iters,
+                              args.sparsify_iters)
     if 0.0 not in args.alphas:
         print('[sparsity] no α = 0 in --alphas: the H-Mean condition of the '
               'target cannot be checked', flush=True)

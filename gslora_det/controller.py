@@ -82,7 +82,8 @@ DEFAULT_CONTROLLER_CFG = dict(
     max_hold=2,  # unmet checks in a row that may hold (not raise) λ
     patience=2,  # consecutive good checks (met, not harmed) before stopping
     max_recovery=8,  # consecutive met checks after which the task stops
-    min_iters=0,
+    min_iters=0,  # no early stop before this step (the hook raises it to
+    # group_lasso_cfg.warmup_iters + sparsify_iters when those ask for more)
 )
 
 

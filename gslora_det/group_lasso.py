@@ -68,6 +68,21 @@ def lasso_weight(cfg: Mapping, enabled: bool, it: int) -> float:
     return cfg['alpha'] if enabled and it >= cfg['warmup_iters'] else 0.0
 
 
+def earliest_stop(cfg: Mapping, enabled: bool) -> int:
+    """The first step at which a forgetting task may stop early.
+
+    ``warmup_iters + sparsify_iters`` when the group lasso is on (α > 0),
+    else 0: the group lasso must have acted ``sparsify_iters`` steps.
+
+    Args:
+        cfg (Mapping): A merged ``group_lasso_cfg``.
+        enabled (bool): The method's ``group_lasso`` switch.
+    """
+    if not enabled or cfg['alpha'] <= 0 or cfg['sparsify_iters'] <= 0:
+        return 0
+    return int(cfg['warmup_iters']) + int(cfg['sparsify_iters'])
+
+
 @torch.no_grad()
 def group_soft_threshold_(params: Sequence[torch.Tensor],
                           threshold: float) -> bool:

@@ -345,6 +345,36 @@ def test_min_iters_delays_the_stop():
     assert ctl.update(cfg, state, 100, MET, 1.0)['status'] == 'met'
 
 
+def test_the_group_lasso_sets_the_earliest_stop():
+    from types import SimpleNamespace
+
+    from gslora_det.detectors.settings import DEFAULT_GROUP_LASSO_CFG
+    from gslora_det.group_lasso import earliest_stop
+    from gslora_det.hooks.forget_controller_hook import ForgetControllerHook
+    gl = dict(DEFAULT_GROUP_LASSO_CFG, alpha=0.03, warmup_iters=100,
+              sparsify_iters=100)
+    assert earliest_stop(gl, enabled=True) == 200
+    assert earliest_stop(gl, enabled=False) == 0  # plain LoRA
+    assert earliest_stop(dict(gl, alpha=0.0), enabled=True) == 0
+    assert earliest_stop(dict(gl, sparsify_iters=0), enabled=True) == 0
+
+    lines = []
+    model = SimpleNamespace(group_lasso_cfg=gl,
+                            method_cfg=dict(group_lasso=True))
+    runner = SimpleNamespace(model=model, max_iters=150, logger=SimpleNamespace(
+        info=lines.append))
+    hook = ForgetControllerHook()
+    hook.cfg = ctl.controller_cfg(dict(min_iters=50))
+    hook._sparsify_floor(runner)
+    assert hook.cfg['min_iters'] == 200
+    assert 'no early stop before step 200' in lines[0]
+    assert 'beyond the step limit 150' in lines[0]
+    # A larger min_iters of the controller's own stays.
+    hook.cfg = ctl.controller_cfg(dict(min_iters=300))
+    hook._sparsify_floor(runner)
+    assert hook.cfg['min_iters'] == 300 and len(lines) == 1
+
+
 def test_controller_settings_are_checked():
     with pytest.raises(ValueError, match='unknown key'):
         ctl.controller_cfg(dict(target=0.1))
@@ -438,10 +468,15 @@ def test_controller_plot_marks_held_checks(tmp_path):
     section = dict(status=state['status'], steps=state['steps'],
                    trajectory=state['history'], settings=CFG)
     fig = controller_figure(section)
-    labels = [t.get_text() for ax in fig.axes
-              for t in (ax.get_legend().get_texts() if ax.get_legend()
-                        else [])]
+    legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+    labels = [t.get_text() for lg in legends if lg for t in lg.get_texts()]
     assert 'held: unmet, retained harmed' in labels
+    # λ and the retained guard (two y axes) share one legend, outside both
+    # axes, so that neither hides the other's curve.
+    assert len(fig.legends) == 1
+    assert {'multiplier λ (before the check)',
+            'retained loss'} <= {t.get_text()
+                                 for t in fig.legends[0].get_texts()}
     assert osp.getsize(plot_controller(section, str(tmp_path / 'c.png')))
 
 

@@ -85,6 +85,15 @@ def test_settings_grid_runs_lora_once_and_proximal_gets_its_wrapper():
         'model.group_lasso_cfg.mode=proximal',
         'model.group_lasso_cfg.warmup_iters=50']
     assert Setting(3e-4).label == 'penalty α = 0.0003'
+    # A sparsify phase: its own folder, label and option.
+    grid = settings_grid([0.03], ['proximal'], [100], [0, 100])
+    assert [s.slug for s in grid] == ['proximal_a0.03_w100',
+                                      'proximal_a0.03_w100_s100']
+    assert grid[1].label == 'proximal α = 0.03, warm-up 100, sparsify ≥ 100'
+    assert grid[1].cfg_options()[-1] == \
+        'model.group_lasso_cfg.sparsify_iters=100'
+    with pytest.raises(ValueError, match='sparsify'):
+        settings_grid([0.03], ['proximal'], [0], [-1])
     with pytest.raises(ValueError, match='unknown mode'):
         settings_grid([0.1], ['lasso'])
 

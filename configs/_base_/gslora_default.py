@@ -26,7 +26,10 @@
 # * a controller instead of a fixed beta and step count: it raises the
 #   erasing terms' multiplier while the request is unmet on the training
 #   forget images and stops the task once it holds (gslora_det/controller.py);
-# * forget data also holds earlier tasks' classes (`forget_keeps_old`).
+# * forget data also holds earlier tasks' classes (`forget_keeps_old`);
+# * the group lasso is applied as a proximal step after a warm-up, so that
+#   whole layers' LoRA become exactly zero (the reference adds it to the
+#   loss as a penalty, which never zeroes a group).
 # No `custom_imports` here: bases may not repeat a key, and detector configs
 # that load gslora_det modules set it. On a stock mmdet config, add to the
 # task config: custom_imports = dict(imports=['gslora_det'],
@@ -45,7 +48,14 @@ gslora_model = dict(
         outrank_weight=1.0,  # times the controller's multiplier
         background_iou=0.5,
         use_aux_loss=False),
-    group_lasso_cfg=dict(alpha=3e-4, warmup_iters=0),
+    # Group sparsity that selects layers (issue 15): the proximal group
+    # lasso (exact-zero groups; the reference's penalty, alpha=3e-4, never
+    # zeroes one), free for the first 100 steps so that every group can
+    # learn, then at least 100 steps of selection before the controller
+    # may stop the task. Measured: benchmarks/sparsity_sweep.py (README,
+    # "Group sparsity").
+    group_lasso_cfg=dict(mode='proximal', alpha=3e-2, warmup_iters=100,
+                         sparsify_iters=100),
     prototype_cfg=dict(enable=False))
 
 # The step limit; the controller usually stops the task well before.

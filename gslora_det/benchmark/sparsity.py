@@ -34,10 +34,13 @@ class Setting:
         alpha (float): ``group_lasso_cfg.alpha``; 0 is plain LoRA.
         mode (str): ``group_lasso_cfg.mode``, 'penalty' or 'proximal'.
         warmup_iters (int): ``group_lasso_cfg.warmup_iters``.
+        sparsify_iters (int): ``group_lasso_cfg.sparsify_iters`` (no early
+            stop before ``warmup_iters + sparsify_iters``).
     """
     alpha: float
     mode: str = 'penalty'
     warmup_iters: int = 0
+    sparsify_iters: int = 0
 
     @property
     def is_reference(self) -> bool:
@@ -48,6 +51,8 @@ class Setting:
         if self.is_reference:
             return 'LoRA (α = 0)'
         warm = f', warm-up {self.warmup_iters}' if self.warmup_iters else ''
+        if self.sparsify_iters:
+            warm += f', sparsify ≥ {self.sparsify_iters}'
         return f'{self.mode} α = {self.alpha:g}{warm}'
 
     @property
@@ -56,6 +61,8 @@ class Setting:
         if self.is_reference:
             return 'lora_a0'
         warm = f'_w{self.warmup_iters}' if self.warmup_iters else ''
+        if self.sparsify_iters:
+            warm += f'_s{self.sparsify_iters}'
         return f'{self.mode}_a{self.alpha:g}{warm}'
 
     def cfg_options(self) -> List[str]:
@@ -63,14 +70,18 @@ class Setting:
         gl = 'model.group_lasso_cfg'
         # The mode alone: the forgetting default picks the proximal
         # optimiser wrapper for it (forgetting_setup.forgetting_optim_wrapper).
-        return [f'{gl}.alpha={self.alpha!r}', f'{gl}.mode={self.mode}',
+        opts = [f'{gl}.alpha={self.alpha!r}', f'{gl}.mode={self.mode}',
                 f'{gl}.warmup_iters={int(self.warmup_iters)}']
+        if self.sparsify_iters:  # absent: earlier sweeps' runs still match
+            opts.append(f'{gl}.sparsify_iters={int(self.sparsify_iters)}')
+        return opts
 
 
 def settings_grid(alphas: Sequence[float], modes: Sequence[str],
-                  warmups: Sequence[int] = (0, )) -> List[Setting]:
+                  warmups: Sequence[int] = (0, ),
+                  sparsify: Sequence[int] = (0, )) -> List[Setting]:
     """Plain LoRA first (once: with α = 0, mode and warm-up do nothing),
-    then every α > 0 × mode × warm-up.
+    then every α > 0 × mode × warm-up × sparsify_iters.
 
     Raises:
         ValueError: a negative α or warm-up, or an unknown mode.
@@ -79,11 +90,11 @@ def settings_grid(alphas: Sequence[float], modes: Sequence[str],
         if mode not in GROUP_LASSO_CHOICES['mode']:
             raise ValueError(f'unknown mode {mode!r}; use one of '
                              f"{list(GROUP_LASSO_CHOICES['mode'])}")
-    if any(a < 0 for a in alphas) or any(w < 0 for w in warmups):
-        raise ValueError('α and warm-up iterations must be >= 0')
+    if any(v < 0 for v in (*alphas, *warmups, *sparsify)):
+        raise ValueError('α, warm-up and sparsify iterations must be >= 0')
     grid = [Setting(0.0)] if 0 in alphas else []
-    grid += [Setting(float(a), m, int(w)) for a in alphas if a > 0
-             for m in modes for w in warmups]
+    grid += [Setting(float(a), m, int(w), int(n)) for a in alphas if a > 0
+             for m in modes for w in warmups for n in sparsify]
     return list(dict.fromkeys(grid))
 
 

@@ -22,6 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmdet.registry import HOOKS
 
 from gslora_det import controller as ctl
+from gslora_det.group_lasso import earliest_stop
 
 STATE_KEY = 'forget_controller'
 #: The settings in force (the hook's arguments with the config's on top).
@@ -104,6 +105,7 @@ class ForgetControllerHook(Hook):
         overrides.update((runner.cfg.get('forgetting') or {}).get(
             'controller') or {})
         self.cfg = ctl.controller_cfg(overrides)
+        self._sparsify_floor(runner)
         runner.message_hub.update_info(SETTINGS_KEY, self.cfg)
         dataset = runner.train_dataloader.dataset
         split = _split(dataset, 'forget')
@@ -144,6 +146,28 @@ class ForgetControllerHook(Hook):
                 f'{self.cfg["target_own"]}, any <= {self.cfg["target_any"]} '
                 f'at score {self.cfg["score_thr"]}; guard: {guard}; '
                 f'multiplier {self.state["multiplier"]:.3g}')
+
+    def _sparsify_floor(self, runner) -> None:
+        """Raise ``min_iters`` to the group lasso's earliest stop
+        (:func:`gslora_det.group_lasso.earliest_stop`), saying so."""
+        model = self._model(runner)
+        cfg = getattr(model, 'group_lasso_cfg', None)
+        if cfg is None or 'sparsify_iters' not in cfg:
+            return
+        enabled = getattr(model, 'method_cfg', {}).get('group_lasso', True)
+        floor = earliest_stop(cfg, enabled)
+        if floor <= self.cfg['min_iters']:
+            return
+        self.cfg['min_iters'] = floor
+        limit = getattr(runner, 'max_iters', None)
+        runner.logger.info(
+            f'forgetting controller: no early stop before step {floor} '
+            f"(group_lasso_cfg.warmup_iters {cfg['warmup_iters']} + "
+            f"sparsify_iters {cfg['sparsify_iters']}), so that the group "
+            'lasso has time to select'
+            + ('' if limit is None or floor < limit else
+               f'; this is at or beyond the step limit {limit}: the task '
+               'will run to the limit'))
 
     def _apply(self, runner) -> None:
         self._model(runner).forget_multiplier = self.state['multiplier'] \

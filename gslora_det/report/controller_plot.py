@@ -19,7 +19,7 @@ def controller_figure(section: Mapping) -> Figure:
     """Figure of a report's ``controller`` section."""
     traj = list(section.get('trajectory') or [])
     cfg = section.get('settings') or {}
-    fig = Figure(figsize=(6.4, 5.2))
+    fig = Figure(figsize=(6.4, 5.6))
     top, bottom = fig.subplots(2, 1, sharex=True)
     steps = [p['iter'] for p in traj]
     for key, label, colour in (('map', 'forgotten mAP', '#d62728'),
@@ -48,16 +48,27 @@ def controller_figure(section: Mapping) -> Figure:
     bottom.set_yscale('log')
     bottom.set_ylabel('λ')
     bottom.set_xlabel('training step')
-    _plot_guard(bottom, section, steps, traj)
-    bottom.legend(fontsize=7, loc='upper left')
-    fig.tight_layout()
+    guard = _plot_guard(bottom, section, steps, traj)
+    # One legend for λ and the guard (two y axes), below the plot: inside
+    # either axis it hid the curves of the other.
+    handles, labels = bottom.get_legend_handles_labels()
+    if guard is not None:
+        more = guard.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    fig.legend(handles, labels, loc='lower center', ncol=3, fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-def _plot_guard(ax, section: Mapping, steps, traj) -> None:
+def _plot_guard(ax, section: Mapping, steps, traj):
     """The retained guard on a twin axis of ``ax``: the held-out retained
     mAP (%) with its value before the task (solid) and the tolerated fall
-    (dashed), or else the retained loss."""
+    (dashed), or else the retained loss.
+
+    Returns:
+        The twin axis, or None when there is no guard to plot.
+    """
     ref = section.get('retain_map_ref')
     maps = [p.get('retain_map') for p in traj]
     if ref is not None and any(v is not None for v in maps):
@@ -67,16 +78,17 @@ def _plot_guard(ax, section: Mapping, steps, traj) -> None:
         values, ref = [p.get('retain_loss') for p in traj], None
         label = 'retained loss'
     if all(v is None for v in values):
-        return
+        return None
     twin = ax.twinx()
     twin.plot(steps, [float('nan') if v is None else v for v in values],
-              marker='^', color='#1f77b4')
+              marker='^', color='#1f77b4', label=label)
     if ref is not None:
         twin.axhline(100 * ref, color='#1f77b4', lw=0.8)
         tol = (section.get('settings') or {}).get('retain_map_tolerance')
         if tol is not None:
             twin.axhline(100 * (ref - tol), color='#1f77b4', ls='--', lw=0.8)
     twin.set_ylabel(label, color='#1f77b4')
+    return twin
 
 
 def plot_controller(section: Mapping, path: str) -> str:
