@@ -22,8 +22,8 @@ Usage::
 
 Bases: ``work_dirs/demo/base.pth``, ``work_dirs/shapes6/base.pth``,
 ``work_dirs/bccd/base.pth``, pretrained here once if missing. Finished
-tasks are reused. Writes ``<work-dir>/sparsity_sweep.{md,json,png}``
-(refreshed after every setting).
+tasks are reused. Writes ``<work-dir>/<--name>.{md,json,png}`` (default
+``sparsity_sweep``; refreshed after every setting).
 """
 import argparse
 import dataclasses
@@ -52,6 +52,10 @@ def parse_args(argv=None):
                    help='group_lasso_cfg.sparsify_iters values (no early '
                    'stop before warm-up + these steps)')
     p.add_argument('--work-dir', default='work_dirs/sparsity_sweep')
+    p.add_argument('--name', default='sparsity_sweep',
+                   help='file stem of the outputs in --work-dir (default: '
+                   'sparsity_sweep), so that sweeps with other options can '
+                   'share one folder of runs')
     p.add_argument('--bases', nargs='+', default=[], metavar='MODEL=PATH',
                    help='a model\'s base checkpoint instead of its default')
     add_cfg_options(p)
@@ -96,8 +100,9 @@ def main(argv=None):
                 command=' '.join(['python', 'benchmarks/sparsity_sweep.py']
                                  + sys.argv[1:]))
     # run_sweep writes the outputs after every setting (the last: all).
-    run_sweep(models, settings, args.work_dir, args.cfg_options, info)
-    prefix = osp.join(args.work_dir, 'sparsity_sweep')
+    run_sweep(models, settings, args.work_dir, args.cfg_options, info,
+              out_name=args.name)
+    prefix = osp.join(args.work_dir, args.name)
     with open(prefix + '.md') as f:
         print('\n' + f.read())
     print(f'[sparsity] wrote {prefix}.md/.json/.png')

@@ -320,10 +320,13 @@ def test_sweep_loop_progress_reuse_and_outputs(tmp_path, monkeypatch, capfd):
         assert osp.getsize(osp.join(work, f'sparsity_sweep.{ext}')) > 0
     assert not [p for p in (tmp_path / 'sweep').iterdir()
                 if p.name.endswith('.tmp')]
-    run_sweep(models, grid, work, run=run)  # everything reused
+    # Everything reused; another output stem beside the first outputs.
+    run_sweep(models, grid, work, run=run, out_name='sweep_b')
     out = capfd.readouterr().out
     assert '4 task runs, 4 done already' in out
     assert out.count('done already') == 5
+    assert osp.getsize(osp.join(work, 'sweep_b.md')) > 0
+    assert osp.getsize(osp.join(work, 'sparsity_sweep.md')) > 0
 
 
 def test_sweep_goes_on_after_a_failed_setting_and_skips_foreign_runs(

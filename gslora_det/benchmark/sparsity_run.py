@@ -27,6 +27,8 @@ from gslora_det.sequence import (REPORT, SequenceError, run_sequence,
                                  task_dir, task_done)
 
 TAG = '[sparsity]'
+#: The outputs' default file stem: <work-dir>/sparsity_sweep.{md,json,png}.
+OUTPUT_NAME = 'sparsity_sweep'
 
 
 @dataclass(frozen=True)
@@ -185,10 +187,10 @@ def summarise(results: List[Dict]) -> List[Dict]:
     return results
 
 
-def write_outputs(results: List[Dict], work_dir: str,
-                  info: Mapping) -> Dict[str, str]:
-    """``<work-dir>/sparsity_sweep.{md,json,png}``, each atomically."""
-    prefix = osp.join(work_dir, 'sparsity_sweep')
+def write_outputs(results: List[Dict], work_dir: str, info: Mapping,
+                  name: str = OUTPUT_NAME) -> Dict[str, str]:
+    """``<work-dir>/<name>.{md,json,png}``, each atomically."""
+    prefix = osp.join(work_dir, name)
     summarise(results)
     lines = [f'- {k}: {v}' for k, v in info.items()]
     atomic_write_text(prefix + '.md', '# Sparsity sweep\n\n' +
@@ -204,7 +206,8 @@ def write_outputs(results: List[Dict], work_dir: str,
 def run_sweep(models: Mapping[str, ModelSpec], settings: Sequence[Setting],
               work_dir: str, cfg_options: Sequence[str] = (),
               info: Optional[Mapping] = None,
-              run: Callable = run_sequence) -> List[Dict]:
+              run: Callable = run_sequence,
+              out_name: str = OUTPUT_NAME) -> List[Dict]:
     """Run (or finish) every model × setting; write the outputs after each.
 
     Args:
@@ -214,6 +217,8 @@ def run_sweep(models: Mapping[str, ModelSpec], settings: Sequence[Setting],
         cfg_options (Sequence[str]): Overrides for every task run.
         info (Mapping, optional): Written with the outputs.
         run (Callable): ``run_sequence`` (a test passes its own).
+        out_name (str): The outputs' file stem in ``work_dir`` (several
+            invocations with other options can share one folder of runs).
 
     Returns:
         list[dict]: Per (model, setting): ``model``, ``setting``, ``rows``
@@ -254,5 +259,5 @@ def run_sweep(models: Mapping[str, ModelSpec], settings: Sequence[Setting],
                             rows=rows, error=error))
         write_outputs(results, work_dir,
                       dict(info, wall_min=round((time.time() - progress.t0)
-                                                / 60, 1)))
+                                                / 60, 1)), out_name)
     return results
