@@ -96,7 +96,9 @@ def main(argv=None):
               f'{done} done, {runs - done} to run')
         return
     info = dict(models=args.models, alphas=args.alphas, modes=args.modes,
-                warmup_iters=args.warmup_iters, cfg_options=args.cfg_options,
+                warmup_iters=args.warmup_iters,
+                sparsify_iters=args.sparsify_iters,
+                cfg_options=args.cfg_options,
                 command=' '.join(['python', 'benchmarks/sparsity_sweep.py']
                                  + sys.argv[1:]))
     # run_sweep writes the outputs after every setting (the last: all).

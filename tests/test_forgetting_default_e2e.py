@@ -12,8 +12,11 @@ DEFAULT_CFGS = [osp.join(CONFIGS, 'shapes',
                          f'gslora_deformable-detr_r18-tiny_task{k}_shapes.py')
                 for k in (1, 2)]
 # 2 retain + 2 forget images a step, a probe of 4 training forget images
-# every 2 steps, a checkpoint every 2 steps.
+# every 2 steps, a checkpoint every 2 steps; the group lasso's warm-up and
+# selection scaled down with them (no early stop before step 2 + 2).
 DEFAULT_TINY = [
+    'model.group_lasso_cfg.warmup_iters=2',
+    'model.group_lasso_cfg.sparsify_iters=2',
     'forgetting.retain_per_batch=2', 'forgetting.forget_per_batch=2',
     'forgetting.replay.sample_ratio=0.5', 'forgetting.checkpoint.interval=2',
     'forgetting.controller.check_interval=2',
@@ -49,14 +52,19 @@ def report(work):
 @pytest.mark.slow
 def test_controller_stops_once_the_target_holds(workspace, base_checkpoint):
     work = osp.join(str(workspace), 'work_dirs', 'default_met')
-    proc = train(workspace, work, base_checkpoint, 'train_cfg.max_iters=6',
+    proc = train(workspace, work, base_checkpoint, 'train_cfg.max_iters=8',
                  *ALWAYS_MET)
     rep = report(work)
-    assert rep['train_iters'] == 2  # stopped at the first check, not 6
+    # Met at the first check (step 2), but the group lasso's floor
+    # (warm-up 2 + selection 2) holds the stop back to step 4, not 8.
+    assert rep['train_iters'] == 4
     section = rep['controller']
-    assert section['status'] == 'met' and section['steps'] == 2
-    assert [p['iter'] for p in section['trajectory']] == [2]
-    assert 'forgetting target met after 2 steps' in proc.stdout + proc.stderr
+    assert section['status'] == 'met' and section['steps'] == 4
+    assert [p['iter'] for p in section['trajectory']] == [2, 4]
+    assert section['settings']['min_iters'] == 4
+    out = proc.stdout + proc.stderr
+    assert 'no early stop before step 4' in out
+    assert 'forgetting target met after 4 steps' in out
     for name in ('merged.pth', 'controller.png', 'before_after.png'):
         assert osp.isfile(osp.join(work, name)), name
 
