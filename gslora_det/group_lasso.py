@@ -68,6 +68,12 @@ def lasso_weight(cfg: Mapping, enabled: bool, it: int) -> float:
     return cfg['alpha'] if enabled and it >= cfg['warmup_iters'] else 0.0
 
 
+def lasso_enabled(model: nn.Module) -> bool:
+    """The method's ``group_lasso`` switch (on for a model without a
+    ``method_cfg``, e.g. a toy GS-LoRA model)."""
+    return getattr(model, 'method_cfg', {}).get('group_lasso', True)
+
+
 def earliest_stop(cfg: Mapping, enabled: bool) -> int:
     """The first step at which a forgetting task may stop early.
 

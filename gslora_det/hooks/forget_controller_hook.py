@@ -22,7 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmdet.registry import HOOKS
 
 from gslora_det import controller as ctl
-from gslora_det.group_lasso import earliest_stop
+from gslora_det.group_lasso import earliest_stop, lasso_enabled
 
 STATE_KEY = 'forget_controller'
 #: The settings in force (the hook's arguments with the config's on top).
@@ -154,7 +154,7 @@ class ForgetControllerHook(Hook):
         cfg = getattr(model, 'group_lasso_cfg', None)
         if cfg is None or 'sparsify_iters' not in cfg:
             return
-        enabled = getattr(model, 'method_cfg', {}).get('group_lasso', True)
+        enabled = lasso_enabled(model)
         floor = earliest_stop(cfg, enabled)
         if floor <= self.cfg['min_iters']:
             return

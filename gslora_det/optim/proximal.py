@@ -44,7 +44,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
 from gslora_det.group_lasso import (PROX_BOUND_ATTR, group_soft_threshold_,
-                                    lasso_weight)
+                                    lasso_enabled, lasso_weight)
 from gslora_det.lora import lora_modules
 
 #: Message-hub scalar: groups whose shrunk matrices are exactly zero.
@@ -151,7 +151,7 @@ class ProximalGroupLassoOptimWrapper(OptimWrapper):
         module = self._model
         cfg = module.group_lasso_cfg
         hub = MessageHub.get_current_instance()
-        enabled = getattr(module, 'method_cfg', {}).get('group_lasso', True)
+        enabled = lasso_enabled(module)
         lam = (lasso_weight(cfg, enabled, hub.get_info('iter', 0))
                if cfg['mode'] == 'proximal' else 0.0)
         zero, zeroed = 0, set()
