@@ -138,6 +138,13 @@ def test_markdown_in_percent_with_groups_and_layers_on():
             '**yes** |') in md
     assert '| shapes | LoRA (α = 0) | 80.0 | +0.0 | no | yes | **no** |' \
         in md
+    # Without an α = 0 run the H condition cannot be checked: say so.
+    alone = sparsity.summary_table(summarise(results[1:]))
+    assert '| – | yes | yes | **unknown: no α = 0 run on this model** |' \
+        in alone
+    missed = [dict(results[1], rows=[task_row(report(zero=GROUPS[:2]))])]
+    assert '| – | no | yes | **no** |' in sparsity.summary_table(
+        summarise(missed))
 
 
 def test_heat_map_draws_exactly_zero_groups_as_hatched_zeros(monkeypatch):

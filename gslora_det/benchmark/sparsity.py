@@ -207,6 +207,10 @@ def summary_table(results: Sequence[Mapping]) -> str:
         delta = '–' if s['h_delta'] is None else f"{100 * s['h_delta']:+.1f}"
         target = _yes(s['target']) + ('' if s['complete'] else
                                       ' (sequence incomplete)')
+        if s['h_reference'] is None and s['complete'] and \
+                s['half_zero_every_task'] and s['bar_every_task']:
+            # Only the H condition is left, and nothing to compare with.
+            target = 'unknown: no α = 0 run on this model'
         lines.append(
             f"| {s['model']} | {s['label']} | {_pct(s['h_mean'])} | {delta} "
             f"| {_yes(s['half_zero_every_task'])} | "
