@@ -47,7 +47,10 @@ def parse_args():
     p.add_argument('--run-dirs', nargs='+', default=[], metavar='NAME=DIR',
                    help='a sequence\'s run directory (default: '
                    '<work-dir>/<name>), e.g. shapes=work_dirs/demo to read '
-                   '(or finish) the demo\'s run of the same configs')
+                   '(or finish) the demo\'s run of the same configs; a run '
+                   'started elsewhere (e.g. by the sparsity sweep) keeps '
+                   'the --cfg-options it was started with, shown in the '
+                   'table')
     p.add_argument('--attack-tasks', nargs='+', default=[],
                    metavar='NAME:K', help='retrain without the classes '
                    'forgotten up to task K of sequence NAME, measure it '
@@ -73,6 +76,30 @@ def parse_task_refs(items):
             sys.exit(f'error: --attack-tasks {item!r}: unknown sequence '
                      f'{name!r} (one of {", ".join(SEQUENCES)})')
     return out
+
+
+def sequence_options(name: str, run_dir: str, given: list,
+                     named: bool) -> list:
+    """The ``--cfg-options`` of a sequence's run.
+
+    A run directory named with ``--run-dirs`` that already holds a run
+    carries the options it was started with (``sequence.json``), e.g. a
+    sparsity-sweep run that spelt out the default's group lasso: reading it
+    with other options would refuse it (:func:`run_sequence` never mixes
+    two settings in one directory), so its own are used and reported.
+    Options given here must then be the same ones.
+    """
+    path = osp.join(run_dir, 'sequence.json')
+    if not named or not osp.isfile(path):
+        return list(given)
+    with open(path) as f:
+        recorded = list(json.load(f).get('cfg_options') or [])
+    if given and list(given) != recorded:
+        sys.exit(f'error: --run-dirs {name}={run_dir} holds a run started '
+                 f'with --cfg-options {recorded}, not {list(given)}: drop '
+                 '--cfg-options to read it with its own, or name another '
+                 'run directory')
+    return recorded
 
 
 def bar_fields(bar: dict) -> dict:
@@ -129,6 +156,13 @@ def markdown(rows) -> str:
             f'{r["bar"]} | {r["controller"]} | {r["steps"] or "-"} '
             f'({r["fixed_steps"] or "-"}) | '
             f'{minutes} |')
+    options = {}
+    for r in rows:
+        if r.get('options'):
+            options.setdefault(r['sequence'], r['options'])
+    for seq, opts in options.items():
+        lines.append(f'\n{seq} ran with --cfg-options '
+                     + ' '.join(f'`{o}`' for o in opts))
     tasks = [r for r in rows if r['kind'] == 'gslora']
     done = [r for r in tasks if r['steps'] is not None]
     if done:
@@ -163,14 +197,19 @@ def main():
             base = pretrain_once(spec['pretrain'], osp.dirname(base),
                                  tag=name, what=f'the {name} base model')
         run_dir = run_dirs.get(name, osp.join(args.work_dir, name))
+        options = sequence_options(name, run_dir, args.cfg_options,
+                                   name in run_dirs)
+        if options != args.cfg_options:
+            print(f'[bar] {name}: {run_dir} keeps its own --cfg-options '
+                  f'{options}', flush=True)
         try:
             reports = run_sequence(
                 spec['tasks'], base, run_dir,
-                args.cfg_options, continue_on_unmet=True,
+                options, continue_on_unmet=True,
                 summary_title=f'one forgetting default: {name}')
         except SequenceError as err:
             sys.exit(f'error: {err}')
-        rows += [row(name, spec, r) for r in reports]
+        rows += [dict(row(name, spec, r), options=options) for r in reports]
         for j, k in enumerate(attack_tasks.get(name, []), start=1):
             if not 1 <= k <= len(reports):
                 sys.exit(f'error: --attack-tasks {name}:{k}: the sequence '

@@ -1,5 +1,6 @@
 """The one forgetting default: the dataset wrapper, the run-time setup of a
 detector config, the forget-terms table and the controller's logic."""
+import json
 import os.path as osp
 
 import numpy as np
@@ -499,3 +500,38 @@ def test_controller_plot_shows_the_held_out_retained_map():
     assert any(ax.get_ylabel() == 'retained loss'
                for ax in controller_figure(section).axes)
 
+
+
+def test_bar_reads_a_named_run_with_the_options_it_was_started_with(
+        tmp_path, capsys):
+    from conftest import load_script
+    bar = load_script('benchmarks/forgetting_bar.py')
+    run = tmp_path / 'sweep_run'
+    run.mkdir()
+    opts = ['model.group_lasso_cfg.alpha=0.03',
+            'forgetting.controller.min_iters=200']
+    (run / 'sequence.json').write_text(json.dumps(dict(cfg_options=opts)))
+    # named and started elsewhere: its own options, also when restated
+    assert bar.sequence_options('shapes', str(run), [], True) == opts
+    assert bar.sequence_options('shapes', str(run), opts, True) == opts
+    # not named (the benchmark's own folder) or not started: as given
+    assert bar.sequence_options('shapes', str(run), ['a=1'], False) == \
+        ['a=1']
+    assert bar.sequence_options('shapes', str(tmp_path / 'new'), ['a=1'],
+                                True) == ['a=1']
+    with pytest.raises(SystemExit, match='drop --cfg-options'):
+        bar.sequence_options('shapes', str(run), ['a=1'], True)
+    rep = dict(task=1, forget_classes=['red_circle'], train_time_s=60.0,
+               mAP_forget_after=0.0, mAP_old_after=None,
+               mAP_retain_before=0.85, mAP_retain_after=0.85,
+               residual_after={'residual_num_gt': 100,
+                               'residual_own@0.3': 0, 'residual_any@0.3': 0},
+               controller=dict(status='met', steps=350))
+    rows = [dict(bar.row('shapes', dict(fixed_steps=300), rep),
+                 options=opts),
+            dict(bar.row('chess', dict(fixed_steps=None), rep), options=[])]
+    md = bar.markdown(rows)
+    assert ('shapes ran with --cfg-options '
+            '`model.group_lasso_cfg.alpha=0.03` '
+            '`forgetting.controller.min_iters=200`') in md
+    assert 'chess ran with' not in md
