@@ -6,6 +6,7 @@ machine's load changes between them, while an interleaved measurement on
 the same batches gives every method the same conditions. Inference time
 compares merged checkpoints with the base model the same way.
 """
+import contextlib
 import copy
 import random
 import statistics
@@ -14,6 +15,8 @@ from typing import Callable, Dict, Mapping, Sequence
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
 
 from gslora_det.baselines.regularizers import estimate_importance
 from gslora_det.checkpoint import load_checkpoint_safely
@@ -61,20 +64,45 @@ def prepare_method_state(model, batches: Sequence[dict]) -> None:
         model.set_teacher(copy.deepcopy(model).requires_grad_(False).eval())
 
 
-def make_step(model, optimizer, max_norm: float) -> Callable[[dict], None]:
-    """One training iteration as mmengine's OptimWrapper runs it."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optim_wrapper(model, lr: float, max_norm: float) -> OptimWrapper:
+    """AdamW (as the task configs) in the wrapper a run would use: the
+    proximal group-lasso wrapper for a model in ``mode='proximal'`` (its
+    prox is part of the method's cost), else mmengine's OptimWrapper."""
+    from gslora_det.optim import ProximalGroupLassoOptimWrapper
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr,
+        weight_decay=1e-4)
+    lasso = getattr(model, 'group_lasso_cfg', None) or {}
+    cls = (ProximalGroupLassoOptimWrapper if lasso.get('mode') == 'proximal'
+           else OptimWrapper)
+    wrapper = cls(optimizer=optimizer, clip_grad=dict(max_norm=max_norm)
+                  if max_norm else None)
+    wrapper.initialize_count_status(model, 0, 1 << 30)  # as the Runner
+    return wrapper
+
+
+def make_step(model, wrapper: OptimWrapper) -> Callable[[dict], None]:
+    """One training iteration as mmengine's train loop runs it."""
 
     def step(batch: dict) -> None:
         data = model.data_preprocessor(batch, True)
         losses = model.loss(data['inputs'], data['data_samples'])
-        loss = sum(v for k, v in losses.items() if 'loss' in k)
-        optimizer.zero_grad()
-        loss.backward()
-        if max_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_norm)
-        optimizer.step()
+        wrapper.update_params(sum(v for k, v in losses.items()
+                                  if 'loss' in k))
     return step
+
+
+@contextlib.contextmanager
+def at_iteration(it: int):
+    """Set the message hub's ``iter`` (what the group lasso's warm-up
+    reads) for the measurement, then restore it."""
+    hub = MessageHub.get_current_instance()
+    before = hub.get_info('iter', None)
+    hub.update_info('iter', it)
+    try:
+        yield
+    finally:
+        hub.update_info('iter', 0 if before is None else before)
 
 
 def measure_training(models: Mapping[str, torch.nn.Module],
@@ -91,12 +119,23 @@ def measure_training(models: Mapping[str, torch.nn.Module],
         rounds (int): interleaved rounds; each times ``steps`` iterations
             of every model in turn.
     """
+    with at_iteration(STEADY_STATE_ITER):  # past any warm-up
+        return _measure_training(models, batches, lr, max_norm, rounds,
+                                 steps)
+
+
+#: The iteration the costs are measured at: past every warm-up, so that a
+#: group-lasso method pays for its penalty or prox as it does for most of
+#: a task.
+STEADY_STATE_ITER = 1 << 20
+
+
+def _measure_training(models, batches, lr, max_norm, rounds, steps):
     steps_of, optims = {}, {}
     for name, model in models.items():
-        optims[name] = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=lr,
-            weight_decay=1e-4)
-        steps_of[name] = make_step(model, optims[name], max_norm)
+        wrapper = build_optim_wrapper(model, lr, max_norm)
+        optims[name] = wrapper.optimizer
+        steps_of[name] = make_step(model, wrapper)
     results = {}
     for name, model in models.items():  # warm-up, then memory
         steps_of[name](batches[0])
