@@ -96,6 +96,10 @@ def run_method(method, args, base, seed):
     from gslora_det.io_utils import atomic_write_text
     folder = run_dir(args, method, seed)
     wall_file = osp.join(folder, 'wall_time.json')
+    # Started by an invocation that was stopped before it finished: its
+    # wall time is unknown (None, "–" in the table), not this part's.
+    interrupted = (osp.isfile(osp.join(folder, 'sequence.json'))
+                   and not osp.isfile(wall_file))
     start = time.time()
     try:
         reports = run_sequence(
@@ -109,10 +113,13 @@ def run_method(method, args, base, seed):
         print(f'[benchmark] {method} (seed {seed}) failed: {err}',
               flush=True)
         return None, None, str(err)
-    wall = time.time() - start
+    wall = None if interrupted else time.time() - start
     if osp.isfile(wall_file):  # finished earlier: keep the first timing
+        extra = time.time() - start
         with open(wall_file) as f:
-            wall = json.load(f)['wall_s'] + (wall if wall > 60 else 0)
+            wall = json.load(f)['wall_s']
+        if wall is not None and extra > 60:
+            wall += extra
     atomic_write_text(wall_file, json.dumps(dict(wall_s=wall)))
     return reports, wall, None
 
@@ -322,7 +329,7 @@ def main():
     # The benchmark's total: every run's own wall time (a run finished by
     # an earlier or a parallel invocation counts with its recorded time),
     # plus pretraining done here and the cost measurement.
-    total_s = (pretrain_s + sum(wall for seeds in seed_runs.values()
+    total_s = (pretrain_s + sum(wall or 0.0 for seeds in seed_runs.values()
                                 for _, wall in seeds.values())
                + (runs['retrain'][1] if 'retrain' in runs else 0.0)
                + time.time() - cost_start)

@@ -80,6 +80,16 @@ def test_methods_plot_labels_every_bar(monkeypatch):
     table.plot_methods(one, 'unused.png')
     assert [t.get_text() for t in figures[1].axes[1].get_legend()
             .get_texts()] == ['forgotten (last task)', 'retained']
+    assert figures[1].axes[0].get_legend() is None  # one seed: no dots
+    # several seeds: one dot per seed on the method's bar
+    from gslora_det.benchmark.table import with_seeds
+    seeded = [with_seeds(dict(rows[0]), {0: 0.7, 1: 0.72, 2: 0.69})]
+    table.plot_methods(seeded, 'unused.png')
+    ax_h = figures[2].axes[0]
+    dots = ax_h.collections[-1].get_offsets()
+    assert sorted(x for x, _ in dots) == pytest.approx([69.0, 70.0, 72.0])
+    assert [t.get_text() for t in ax_h.get_legend().get_texts()] == [
+        'each seed']
 
 
 def test_write_results(tmp_path):

@@ -3,8 +3,10 @@ target and tables on hand-made reports, adapter parameter counts on a
 hand-written safetensors file, the sweep's loop over a fake training
 script, the 6 + 6-layer shapes model, and the CLIs' --help (the real
 runs are benchmarks, not tests)."""
+import argparse
 import functools
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -269,6 +271,31 @@ def test_compare_methods_runs_every_seed_and_reports_the_spread(
     assert '72.0 ± 2.0 (70.0–74.0), 3 seeds | 3/6 | – |' in md
     assert '71.0 ± 1.4 (70.0–72.0), 2 seeds (failed: seed 2)' in md
     assert '- seeds: [0, 1, 2]' in md
+
+
+def test_compare_methods_wall_time_of_an_interrupted_run_is_unknown(
+        tmp_path, monkeypatch):
+    """A run finished by a later invocation reports no wall time (only
+    that invocation's part is known), a run done in one invocation its
+    own, and a finished run keeps the time it recorded."""
+    import gslora_det.sequence as sequence
+    cm = load_script('benchmarks/compare_methods.py', 'compare_methods')
+    def fake_sequence(configs, base, folder, **kwargs):
+        os.makedirs(folder, exist_ok=True)
+        return [dict(task=1)]
+    monkeypatch.setattr(sequence, 'run_sequence', fake_sequence)
+    args = argparse.Namespace(work_dir=str(tmp_path), tasks=1, iters=None,
+                              cfg_options=[])
+    resumed = tmp_path / 'seed_0' / 'gslora'
+    resumed.mkdir(parents=True)
+    (resumed / 'sequence.json').write_text('{}')  # started, stopped
+    assert cm.run_method('gslora', args, 'base.pth', 0)[1] is None
+    assert cm.run_method('gslora', args, 'base.pth', 0)[1] is None  # kept
+    reports, wall, error = cm.run_method('lora', args, 'base.pth', 0)
+    assert error is None and wall is not None and wall >= 0
+    (tmp_path / 'seed_0' / 'lora' / 'wall_time.json').write_text(
+        json.dumps(dict(wall_s=90.0)))
+    assert cm.run_method('lora', args, 'base.pth', 0)[1] == 90.0
 
 
 # ------------------------------------------------------- the sweep's loop

@@ -191,8 +191,19 @@ def plot_methods(rows: Sequence[Mapping], path: str) -> str:
     hs = [r.get('h_mean_avg') for r in rows]
     bars = ax_h.barh(ys, widths(hs), color='#2ca02c')
     ax_h.bar_label(bars, labels(hs), fontsize=8, padding=3)
+    # Every seed's mean H as a dot on its method's bar (the bar is the
+    # first seed's): the spread is what tells a gap from noise.
+    seeds = [(y, _pct(h)) for y, r in zip(ys, rows)
+             for h in (r.get('h_mean_by_seed') or {}).values()
+             if h is not None and len(r['h_mean_by_seed']) > 1]
+    if seeds:
+        ax_h.scatter([x for _, x in seeds], [y for y, _ in seeds], s=14,
+                     color='black', zorder=3, label='each seed')
+        ax_h.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0),
+                    fontsize=8, frameon=False)
     ax_h.set_yticks(ys, [r['label'] for r in rows])
-    ax_h.set_xlabel('mean H-Mean over tasks (%)')
+    ax_h.set_xlabel('mean H-Mean over tasks (%)'
+                    + (': bar first seed' if seeds else ''))
     ax_h.set_xlim(0, 110)  # room for the labels of bars near 100
     # A class set no method has (all None) gets no bars: no legend entry.
     series = [(key, colour, name) for key, colour, name in (
