@@ -501,9 +501,8 @@ def test_controller_plot_shows_the_held_out_retained_map():
                for ax in controller_figure(section).axes)
 
 
-
 def test_bar_reads_a_named_run_with_the_options_it_was_started_with(
-        tmp_path, capsys):
+        tmp_path):
     from conftest import load_script
     bar = load_script('benchmarks/forgetting_bar.py')
     run = tmp_path / 'sweep_run'

@@ -121,6 +121,8 @@ def test_target_needs_half_zero_every_task_h_within_a_point_and_the_bar():
     assert not one_task['half_zero_every_task'] and not one_task['target']
     assert not summary([HALF], [0.8], 0.8, bar_ok=False)['bar_every_task']
     assert not summary([HALF], [0.8], h_ref=None)['target']  # no α = 0
+    assert summary([HALF], [0.8], h_ref=None)['target'] is None  # unknown
+    assert summary([GROUPS[:2]], [0.8], h_ref=None)['target'] is False
     short = summary([HALF], [0.8], 0.8, expected=3)
     assert not short['complete'] and not short['target']
 
@@ -280,6 +282,7 @@ def test_compare_methods_wall_time_of_an_interrupted_run_is_unknown(
     own, and a finished run keeps the time it recorded."""
     import gslora_det.sequence as sequence
     cm = load_script('benchmarks/compare_methods.py', 'compare_methods')
+
     def fake_sequence(configs, base, folder, **kwargs):
         os.makedirs(folder, exist_ok=True)
         return [dict(task=1)]

@@ -105,6 +105,12 @@ def at_iteration(it: int):
         hub.update_info('iter', 0 if before is None else before)
 
 
+#: The iteration the costs are measured at: past every warm-up, so that a
+#: group-lasso method pays for its penalty or prox as it does for most of
+#: a task.
+STEADY_STATE_ITER = 1 << 20
+
+
 def measure_training(models: Mapping[str, torch.nn.Module],
                      batches: Sequence[dict], lr: float, max_norm: float,
                      rounds: int = 3, steps: int = 2) -> Dict[str, Dict]:
@@ -122,12 +128,6 @@ def measure_training(models: Mapping[str, torch.nn.Module],
     with at_iteration(STEADY_STATE_ITER):  # past any warm-up
         return _measure_training(models, batches, lr, max_norm, rounds,
                                  steps)
-
-
-#: The iteration the costs are measured at: past every warm-up, so that a
-#: group-lasso method pays for its penalty or prox as it does for most of
-#: a task.
-STEADY_STATE_ITER = 1 << 20
 
 
 def _measure_training(models, batches, lr, max_norm, rounds, steps):

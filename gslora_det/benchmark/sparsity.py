@@ -141,15 +141,16 @@ def setting_summary(model: str, setting: Setting, rows: Sequence[Mapping],
         setting (Setting): The setting.
         rows (Sequence[Mapping]): Its :func:`task_row` dicts, in order.
         reference_h (float, optional): Plain LoRA's mean H on the model;
-            None when α = 0 was not run (the H condition is then unknown
-            and the target not met).
+            None when α = 0 was not run (the H condition is then unknown:
+            ``target`` is None if every other condition holds, else
+            False).
         expected_tasks (int, optional): Tasks of the full sequence; fewer
             rows (a run that stopped) do not meet the target.
 
     Returns:
         dict: ``h_mean`` (mean over tasks), ``h_delta`` (vs α = 0, 0-1),
         ``half_zero_every_task``, ``h_within``, ``bar_every_task``,
-        ``complete`` and ``target``.
+        ``complete`` and ``target`` (True, False, or None: unknown).
     """
     h = mean_h(rows)
     delta = None if h is None or reference_h is None else h - reference_h
@@ -159,10 +160,14 @@ def setting_summary(model: str, setting: Setting, rows: Sequence[Mapping],
         half_zero_every_task=bool(rows) and all(half_zero(r) for r in rows),
         h_within=delta is not None and delta >= -H_TOLERANCE - 1e-12,
         bar_every_task=bool(rows) and all(r['bar_met'] for r in rows))
+    target = complete and all(flags.values())
+    if (reference_h is None and complete and flags['half_zero_every_task']
+            and flags['bar_every_task']):
+        target = None  # only the H condition is left, with nothing to compare
     return dict(model=model, setting=asdict(setting), label=setting.label,
                 slug=setting.slug, tasks=len(rows), h_mean=h,
                 h_reference=reference_h, h_delta=delta, complete=complete,
-                target=complete and all(flags.values()), **flags)
+                target=target, **flags)
 
 
 def _pct(value) -> str:
@@ -205,12 +210,9 @@ def summary_table(results: Sequence[Mapping]) -> str:
     for res in results:
         s = res['summary']
         delta = '–' if s['h_delta'] is None else f"{100 * s['h_delta']:+.1f}"
-        target = _yes(s['target']) + ('' if s['complete'] else
-                                      ' (sequence incomplete)')
-        if s['h_reference'] is None and s['complete'] and \
-                s['half_zero_every_task'] and s['bar_every_task']:
-            # Only the H condition is left, and nothing to compare with.
-            target = 'unknown: no α = 0 run on this model'
+        target = ('unknown: no α = 0 run on this model'
+                  if s['target'] is None else _yes(s['target'])
+                  + ('' if s['complete'] else ' (sequence incomplete)'))
         lines.append(
             f"| {s['model']} | {s['label']} | {_pct(s['h_mean'])} | {delta} "
             f"| {_yes(s['half_zero_every_task'])} | "
